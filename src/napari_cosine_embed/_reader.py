@@ -1,0 +1,75 @@
+"""napari reader: turns what :func:`core.io.read_any` reads into layer data tuples.
+
+All parsing lives in the core; this module only decides layer names and display options.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .core.io import READABLE_SUFFIXES, ReadResult, is_ctc_sequence_folder, read_any
+from .core.io.lineage import tracks_from_labels
+
+LayerData = tuple[Any, dict[str, Any], str]
+PathLike = str | os.PathLike
+
+
+def _claims(path: Path) -> bool:
+    name = path.name.lower()
+    if path.is_dir():
+        return name.endswith(".zarr") or is_ctc_sequence_folder(path)
+    return any(name.endswith(s) for s in READABLE_SUFFIXES)
+
+
+def get_reader(path: PathLike | Sequence[PathLike]) -> Callable[..., list[LayerData]] | None:
+    """Return a reader function for ``path`` if this plugin can read it, else ``None``.
+
+    A list of paths is accepted when every path is readable; each becomes its own layers.
+    """
+    paths = [Path(p) for p in ([path] if isinstance(path, str | os.PathLike) else path)]
+    if not paths or not all(_claims(p) for p in paths):
+        return None
+    return read_layers
+
+
+def _contrast_limits(image: Any) -> list[float] | None:
+    # For lazy (dask) data napari would otherwise scan the whole movie; one frame is enough.
+    if isinstance(image, np.ndarray):
+        return None
+    frame = np.asarray(image[0] if image.ndim == 3 else image)
+    lo, hi = np.percentile(frame, [0.5, 99.9]) if frame.size else (0.0, 1.0)
+    return [float(lo), float(hi if hi > lo else lo + 1)]
+
+
+def result_to_layers(result: ReadResult, path: PathLike) -> list[LayerData]:
+    """Layer data tuples (image, then optional labels and tracks) for one read result."""
+    meta = {"source_path": str(path), "source_kind": result.source_kind}
+    image_kwargs: dict[str, Any] = {"name": result.name, "metadata": meta}
+    limits = _contrast_limits(result.image)
+    if limits is not None:
+        image_kwargs["contrast_limits"] = limits
+    layers: list[LayerData] = [(result.image, image_kwargs, "image")]
+    if result.labels is not None:
+        layers.append(
+            (result.labels, {"name": f"{result.name} GT", "metadata": dict(meta)}, "labels")
+        )
+    if result.labels is not None and result.lineage is not None:
+        data, graph = tracks_from_labels(np.asarray(result.labels), result.lineage)
+        layers.append(
+            (data, {"name": f"{result.name} GT tracks", "graph": graph, "tail_length": 10}, "tracks")
+        )
+    return layers
+
+
+def read_layers(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
+    """Read one path or several into napari layer data tuples."""
+    paths = [path] if isinstance(path, str | os.PathLike) else list(path)
+    layers: list[LayerData] = []
+    for p in paths:
+        layers.extend(result_to_layers(read_any(p), p))
+    return layers

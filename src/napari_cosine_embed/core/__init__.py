@@ -1,0 +1,1 @@
+"""GUI-free core: arrays in, arrays out. Never imports napari, qtpy or magicgui."""
