@@ -5,8 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from napari_cosine_embed._demo import make_demo_viewer
 from qtpy.QtWidgets import QApplication
+
+from napari_cosine_embed._demo import make_demo_viewer
 
 
 def main(out_dir: str) -> None:

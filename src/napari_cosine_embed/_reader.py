@@ -16,6 +16,9 @@ from .core.io import READABLE_SUFFIXES, ReadResult, is_ctc_sequence_folder, read
 from .core.io.lineage import tracks_from_labels
 
 LayerData = tuple[Any, dict[str, Any], str]
+
+#: Lazily read data up to this size is loaded into memory on open (zarr always stays lazy).
+EAGER_LIMIT_BYTES = 2 * 2**30
 PathLike = str | os.PathLike
 
 
@@ -59,9 +62,14 @@ def result_to_layers(result: ReadResult, path: PathLike) -> list[LayerData]:
             (result.labels, {"name": f"{result.name} GT", "metadata": dict(meta)}, "labels")
         )
     if result.labels is not None and result.lineage is not None:
-        data, graph = tracks_from_labels(np.asarray(result.labels), result.lineage)
+        # lineage.tracks_from_labels reads lazy labels frame by frame, so this stays bounded
+        data, graph = tracks_from_labels(result.labels, result.lineage)
         layers.append(
-            (data, {"name": f"{result.name} GT tracks", "graph": graph, "tail_length": 10}, "tracks")
+            (
+                data,
+                {"name": f"{result.name} GT tracks", "graph": graph, "tail_length": 10},
+                "tracks",
+            )
         )
     return layers
 
@@ -71,5 +79,13 @@ def read_layers(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
     paths = [path] if isinstance(path, str | os.PathLike) else list(path)
     layers: list[LayerData] = []
     for p in paths:
-        layers.extend(result_to_layers(read_any(p), p))
+        result = read_any(p, lazy=True)
+        # Movies that fit comfortably in memory are loaded, so they can be edited and browsed
+        # without disk reads; larger ones stay lazy and napari reads only the frames shown.
+        for field in ("image", "labels"):
+            value = getattr(result, field)
+            if value is not None and not isinstance(value, np.ndarray):
+                if value.nbytes <= EAGER_LIMIT_BYTES and result.source_kind != "zarr":
+                    setattr(result, field, np.asarray(value))
+        layers.extend(result_to_layers(result, p))
     return layers

@@ -26,7 +26,11 @@ def synthetic_timelapse_sample() -> list[LayerData]:
     return [
         (movie.image, {"name": "synthetic nuclei", "metadata": meta}, "image"),
         (movie.labels, {"name": "synthetic nuclei GT", "opacity": 0.4}, "labels"),
-        (tracks, {"name": "synthetic nuclei GT tracks", "graph": graph, "tail_length": 10}, "tracks"),
+        (
+            tracks,
+            {"name": "synthetic nuclei GT tracks", "graph": graph, "tail_length": 10},
+            "tracks",
+        ),
     ]
 
 

@@ -8,6 +8,7 @@ folder is never replaced from the GUI (choose a new name).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 from .core.errors import InputError
 from .core.io.ctc import write_ctc_gt as _write_ctc_gt
 from .core.io.ctc import write_ctc_result as _write_ctc_result
-from .core.io.lineage import lineage_from_labels
+from .core.io.lineage import lineage_from_labels, split_track_gaps
 from .core.io.tiff import write_labels_tiff as _write_labels_tiff
 
 LayerData = tuple[Any, dict[str, Any], str]
@@ -49,10 +50,25 @@ def _labels_and_parents(layer_data: list[LayerData]) -> tuple[np.ndarray, dict[i
     return labels, parents, meta
 
 
+def _ctc_tracks(labels: np.ndarray, parents: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Lineage for a label movie; a track with a gap continues under a new label (CTC rule)."""
+    lineage = lineage_from_labels(labels, parents=parents or None)
+    fixed, split = split_track_gaps(labels, parents=parents or None)
+    if len(split) != len(lineage):
+        warnings.warn(
+            f"{len(split) - len(lineage)} track(s) skip frames; in the saved folder each piece "
+            "after a gap is a new label whose parent is the piece before (the layer is unchanged)",
+            UserWarning,
+            stacklevel=3,
+        )
+        return fixed, split
+    return labels, lineage
+
+
 def write_ctc_result(path: str, layer_data: list[LayerData]) -> list[str]:
     """Save a labels layer (label values = track ids) and optional tracks as a CTC result."""
     labels, parents, _ = _labels_and_parents(layer_data)
-    lineage = lineage_from_labels(labels, parents=parents or None)
+    labels, lineage = _ctc_tracks(labels, parents)
     return [str(_write_ctc_result(Path(path), labels, lineage))]
 
 
@@ -62,7 +78,7 @@ def write_ctc_gt(path: str, layer_data: list[LayerData]) -> list[str]:
     When the layer's metadata lists ``curated_frames``, SEG is written for those frames only.
     """
     labels, parents, meta = _labels_and_parents(layer_data)
-    lineage = lineage_from_labels(labels, parents=parents or None)
+    labels, lineage = _ctc_tracks(labels, parents)
     curated = (meta.get("metadata") or {}).get("curated_frames")
     seg = {int(t): labels[int(t)] for t in curated} if curated else labels
     return [str(_write_ctc_gt(Path(path), tra=labels, lineage=lineage, seg=seg))]

@@ -146,8 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"napari-cosine-embed {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"napari-cosine-embed {args.command}: interrupted; nothing was left half-written",
-              file=sys.stderr)
+        print(
+            f"napari-cosine-embed {args.command}: interrupted; nothing was left half-written",
+            file=sys.stderr,
+        )
         return 130
 
 

@@ -10,7 +10,17 @@ from pathlib import Path
 
 import napari_cosine_embed.core as core
 
-GUI_MODULES = ("napari", "qtpy", "magicgui", "PyQt5", "PyQt6", "PySide2", "PySide6", "superqt", "vispy")
+GUI_MODULES = (
+    "napari",
+    "qtpy",
+    "magicgui",
+    "PyQt5",
+    "PyQt6",
+    "PySide2",
+    "PySide6",
+    "superqt",
+    "vispy",
+)
 
 
 def _core_files() -> list[Path]:
@@ -32,7 +42,9 @@ def test_no_gui_import_statements_in_core():
 
 
 def test_importing_every_core_module_loads_no_gui_package():
-    modules = [m.name for m in pkgutil.walk_packages(core.__path__, prefix="napari_cosine_embed.core.")]
+    modules = [
+        m.name for m in pkgutil.walk_packages(core.__path__, prefix="napari_cosine_embed.core.")
+    ]
     assert len(modules) >= 3, modules
     code = (
         "import importlib, sys\n"

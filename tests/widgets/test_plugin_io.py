@@ -95,7 +95,8 @@ def test_demo_window_renders_the_sample(qtbot):
     viewer = make_demo_viewer(show=True)
     try:
         shot = viewer.screenshot(canvas_only=True, flash=False)
-        assert shot.ndim == 3 and shot.shape[2] == 4
+        assert shot.ndim == 3
+        assert shot.shape[2] == 4
         # the canvas shows nuclei and labels, not a blank frame
         assert shot[..., :3].std() > 5
         assert viewer.dims.current_step[0] == viewer.layers[0].data.shape[0] // 2

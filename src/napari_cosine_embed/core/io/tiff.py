@@ -1,0 +1,376 @@
+"""Read grayscale 2D images and 2D+t stacks from TIFF / OME-TIFF; write label TIFFs.
+
+The axes of a file come from ``tifffile``'s first series (OME, ImageJ or tifffile's own
+metadata; ``I`` or ``Q`` where the file says nothing). What this reader accepts:
+
+* ``YX``: a single image, returned as (Y, X).
+* one extra axis before ``YX``, whatever its letter (``T``, ``Z``, ``I``, ``Q``): a movie,
+  returned as (T, Y, X). A stack whose planes are labelled ``Z`` is read as time points too:
+  plain ImageJ stacks and files without metadata call their planes slices, and this package
+  works on 2D+t only. An OME-TIFF that declares a ``Z`` axis gets a :class:`UserWarning`
+  saying so.
+* RGB(A) samples (``S`` axis of 3 or 4 with RGB photometric interpretation): converted to
+  grayscale luminance with a :class:`UserWarning`; alpha is dropped.
+
+Anything else (3D+t, several channels, two or more axes before ``YX`` whose meaning is
+unknown) raises :class:`~napari_cosine_embed.core.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from ..errors import InputError
+from ._atomic import atomic_write
+
+__all__ = [
+    "TIFF_SUFFIXES",
+    "parallel_map",
+    "read_tiff",
+    "read_tiff_frame",
+    "read_tiff_frames",
+    "rgb_to_gray",
+    "write_labels_tiff",
+]
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+# ITU-R BT.709 luminance weights (the sRGB primaries).
+_LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+
+_STACK_AXES = set("TZIQ")
+
+
+def rgb_to_gray(image: np.ndarray) -> np.ndarray:
+    """Luminance of RGB or RGBA pixels.
+
+    Parameters
+    ----------
+    image : ndarray of shape (..., 3) or (..., 4)
+        Colour pixels on the last axis; a fourth (alpha) channel is ignored.
+
+    Returns
+    -------
+    ndarray of shape (...)
+        ``uint8`` and ``uint16`` input keeps its dtype (rounded); any other dtype gives
+        ``float32``.
+
+    Examples
+    --------
+    >>> rgb_to_gray(np.array([[[255, 255, 255], [0, 0, 0]]], dtype=np.uint8)).tolist()
+    [[255, 0]]
+    """
+    image = np.asarray(image)
+    if image.ndim < 3 or image.shape[-1] not in (3, 4):
+        raise InputError(f"expected RGB(A) pixels on the last axis, got shape {image.shape}")
+    out_dtype = image.dtype if image.dtype in (np.uint8, np.uint16) else np.dtype(np.float32)
+    out = np.empty(image.shape[:-1], dtype=out_dtype)
+    # One leading index at a time keeps the float temporary small for long movies.
+    planes = image.reshape((-1, *image.shape[-3:])) if image.ndim > 3 else image[None]
+    flat_out = out.reshape((-1, *image.shape[-3:-1]))
+    for i, plane in enumerate(planes):
+        gray = plane[..., :3].astype(np.float32) @ _LUMA
+        if np.issubdtype(out_dtype, np.integer):
+            gray = np.clip(np.rint(gray), 0, np.iinfo(out_dtype).max)
+        flat_out[i] = gray
+    return out
+
+
+class _ErrorCollector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _tifffile_errors() -> Iterator[list[str]]:
+    """Collect the error messages tifffile logs while the block runs."""
+    logger = logging.getLogger("tifffile")
+    handler = _ErrorCollector()
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+
+
+def _unsupported(path: Path, axes: str, shape: tuple, why: str) -> InputError:
+    return InputError(
+        f"{path}: {why} data (axes {axes!r}, shape {shape}) is not supported yet; this "
+        f"package reads 2D images (YX) and 2D time-lapses (TYX), grayscale or RGB"
+    )
+
+
+def read_tiff(path: str | os.PathLike) -> np.ndarray:
+    """Read a grayscale 2D image or 2D time-lapse from a TIFF or OME-TIFF file.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.tif`` / ``.tiff`` / ``.ome.tif`` file. Only its first series is read (for a
+        pyramidal file, the full-resolution level).
+
+    Returns
+    -------
+    ndarray of shape (Y, X) or (T, Y, X)
+        The pixels in their stored dtype (RGB(A) converted to luminance, see
+        :func:`rgb_to_gray`). A stack labelled ``Z`` is returned as (T, Y, X); see the
+        module notes.
+
+    Raises
+    ------
+    InputError
+        The file is missing, not a TIFF, corrupt, or holds data this package does not
+        handle (3D+t, several channels, ambiguous 4D and more).
+
+    Warns
+    -----
+    UserWarning
+        When RGB(A) is converted to grayscale, and when an OME-TIFF's Z axis is read as time.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        with _tifffile_errors() as errors, tifffile.TiffFile(path) as tif:
+            series = tif.series[0] if tif.series else None
+            if series is not None:
+                axes, shape = series.axes, tuple(series.shape)
+                photometric = series.keyframe.photometric
+                is_ome = tif.is_ome
+                data = series.asarray()
+    except (tifffile.TiffFileError, ValueError, OSError, EOFError, RuntimeError) as exc:
+        raise InputError(f"{path}: not a readable TIFF file ({exc})") from exc
+    if errors:
+        # tifffile logs (rather than raises) broken page chains and then returns only the
+        # pages it could reach; silently reading part of a movie would be worse than failing.
+        raise InputError(f"{path}: corrupt or truncated TIFF file ({'; '.join(errors)})")
+    if series is None:
+        raise InputError(f"{path}: the TIFF file holds no image data")
+
+    if not axes.replace("S", "").endswith("YX"):
+        raise _unsupported(path, axes, shape, "non-planar")
+    if "S" in axes:
+        s_axis = axes.index("S")
+        n_samples = shape[s_axis]
+        if photometric != tifffile.PHOTOMETRIC.RGB or n_samples not in (3, 4):
+            raise _unsupported(path, axes, shape, f"multichannel ({n_samples} samples per pixel)")
+        data = np.moveaxis(data, s_axis, -1)
+        axes = axes.replace("S", "")
+        warnings.warn(
+            f"{path.name}: RGB{'A' if n_samples == 4 else ''} image converted to grayscale "
+            f"(luminance{', alpha dropped' if n_samples == 4 else ''}).",
+            UserWarning,
+            stacklevel=2,
+        )
+        data = rgb_to_gray(data)
+
+    extra = axes[:-2]
+    if len(extra) == 0:
+        return data
+    if len(extra) == 1:
+        if extra == "C":
+            raise _unsupported(path, axes, shape, f"multichannel ({data.shape[0]} channels)")
+        if extra not in _STACK_AXES:
+            raise _unsupported(path, axes, shape, f"a stack along axis {extra!r}")
+        if extra == "Z" and is_ome:
+            warnings.warn(
+                f"{path.name}: the OME metadata declares {data.shape[0]} Z slices; they are "
+                f"read as {data.shape[0]} time points.",
+                UserWarning,
+                stacklevel=2,
+            )
+        return data
+    if "C" in extra:
+        why = "multichannel"
+    elif "T" in extra and "Z" in extra:
+        why = "3D+t"
+    else:
+        why = f"{len(extra) + 2}D (axes of unknown meaning)"
+    raise _unsupported(path, axes, shape, why)
+
+
+def write_labels_tiff(
+    path: str | os.PathLike, labels: np.ndarray, *, overwrite: bool = False
+) -> Path:
+    """Write a label image or label movie as a compressed TIFF, atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination ``.tif`` file.
+    labels : array of shape (Y, X) or (T, Y, X)
+        Non-negative integer labels (numpy or dask); 0 is background. Stored as ``uint16``
+        when the largest label fits, else ``uint32``.
+    overwrite : bool, optional
+        Replace an existing file; without it an existing ``path`` raises
+        :class:`~napari_cosine_embed.core.errors.OutputExistsError`.
+
+    Returns
+    -------
+    Path
+        The written file; :func:`read_tiff` reads it back with the same shape.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp()) / "labels.tif"
+    >>> _ = write_labels_tiff(out, np.eye(4, dtype=np.int64))
+    >>> read_tiff(out).dtype
+    dtype('uint16')
+    """
+    arr = np.asarray(labels)
+    if arr.ndim not in (2, 3):
+        raise InputError(f"labels must have shape (Y, X) or (T, Y, X), got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
+        raise InputError(f"labels must be integers, got dtype {arr.dtype}")
+    lo = int(arr.min()) if arr.size else 0
+    hi = int(arr.max()) if arr.size else 0
+    if lo < 0:
+        raise InputError(f"labels must be >= 0, found {lo}")
+    if hi > np.iinfo(np.uint32).max:
+        raise InputError(f"label {hi} does not fit in uint32")
+    dtype = np.uint16 if hi <= np.iinfo(np.uint16).max else np.uint32
+    axes = "YX" if arr.ndim == 2 else "TYX"
+
+    def write(tmp: Path) -> None:
+        tifffile.imwrite(
+            tmp,
+            arr.astype(dtype, copy=False),
+            compression="zlib",
+            photometric="minisblack",
+            metadata={"axes": axes},
+        )
+
+    return atomic_write(path, write, overwrite=overwrite)
+
+
+# --- folders of single-frame files (CTC sequences, ground truth and results) -----------------
+
+_TIFF_ERRORS = (tifffile.TiffFileError, ValueError, OSError, EOFError, RuntimeError, IndexError)
+
+
+def _require_2d(path: Path, shape: tuple) -> None:
+    if len(shape) != 2:
+        raise InputError(
+            f"{path}: expected a 2D (Y, X) frame, got shape {shape}; stacks of 3D frames are "
+            f"not supported yet"
+        )
+
+
+def read_tiff_frame(path: str | os.PathLike) -> np.ndarray:
+    """Read a TIFF file holding one 2D frame.
+
+    Parameters
+    ----------
+    path : path-like
+        A single-image TIFF file, e.g. a CTC ``t000.tif``.
+
+    Returns
+    -------
+    ndarray of shape (Y, X)
+        The frame in its stored dtype.
+    """
+    path = Path(path)
+    try:
+        frame = tifffile.imread(path)
+    except _TIFF_ERRORS as exc:
+        raise InputError(f"{path}: not a readable TIFF file ({exc})") from exc
+    _require_2d(path, frame.shape)
+    return frame
+
+
+def _frame_meta(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a frame file, from its header (no pixels are decoded)."""
+    try:
+        with tifffile.TiffFile(path) as tif:
+            shape, dtype = tuple(tif.series[0].shape), np.dtype(tif.series[0].dtype)
+    except _TIFF_ERRORS as exc:
+        raise InputError(f"{path}: not a readable TIFF file ({exc})") from exc
+    _require_2d(path, shape)
+    return shape, dtype
+
+
+def parallel_map(function: Callable, items: Iterable) -> list:
+    """``[function(item) for item in items]`` on a few threads, results in order.
+
+    TIFF (de)compression releases the GIL, so frame files are coded in parallel this way. The
+    first exception cancels the calls not yet started and is raised here.
+    """
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        futures = [pool.submit(function, item) for item in items]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def read_tiff_frames(paths: Sequence[str | os.PathLike], *, lazy: bool = False):
+    """Stack single-frame TIFF files into a movie.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        One 2D TIFF file per frame, in time order (at least one).
+    lazy : bool, optional
+        Return a dask array that decodes each frame when it is computed. Every file's header
+        is still checked up front.
+
+    Returns
+    -------
+    ndarray or dask.array.Array of shape (T, Y, X)
+        Frames in their stored dtype.
+
+    Raises
+    ------
+    InputError
+        A file is unreadable or not 2D, or the frames differ in shape or dtype.
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise InputError("no frame files given")
+
+    def mismatch(p: Path, s: tuple, d: np.dtype) -> InputError:
+        return InputError(
+            f"{p.parent}: frames must share shape and dtype; {paths[0].name} is "
+            f"{shape} {dtype} but {p.name} is {s} {d}"
+        )
+
+    if lazy:
+        import dask
+        import dask.array as da
+
+        shape, dtype = _frame_meta(paths[0])
+        for p in paths[1:]:
+            s, d = _frame_meta(p)
+            if (s, d) != (shape, dtype):
+                raise mismatch(p, s, d)
+        frames = [da.from_delayed(dask.delayed(read_tiff_frame)(p), shape, dtype) for p in paths]
+        return da.stack(frames)
+    first = read_tiff_frame(paths[0])
+    shape, dtype = first.shape, first.dtype
+    out = np.empty((len(paths), *shape), dtype=dtype)
+    out[0] = first
+
+    def load(t: int) -> None:
+        frame = read_tiff_frame(paths[t])
+        if (frame.shape, frame.dtype) != (shape, dtype):
+            raise mismatch(paths[t], frame.shape, frame.dtype)
+        out[t] = frame
+
+    parallel_map(load, range(1, len(paths)))
+    return out

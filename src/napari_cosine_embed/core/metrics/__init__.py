@@ -1,0 +1,25 @@
+"""Accuracy measures: the Cell Tracking Challenge's SEG, DET and TRA, and instance-level
+detection scores (AP, F1 at IoU thresholds) for sets of 2D label images."""
+
+from .ctc import (
+    AOGM_WEIGHTS,
+    aogm_counts,
+    ctc_scores,
+    det_score,
+    seg_score,
+    tra_score,
+)
+from .instances import IOU_THRESHOLDS, InstanceMatch, instance_scores, match_instances
+
+__all__ = [
+    "AOGM_WEIGHTS",
+    "IOU_THRESHOLDS",
+    "InstanceMatch",
+    "aogm_counts",
+    "ctc_scores",
+    "det_score",
+    "instance_scores",
+    "match_instances",
+    "seg_score",
+    "tra_score",
+]
