@@ -84,8 +84,8 @@ def read_layers(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
         # without disk reads; larger ones stay lazy and napari reads only the frames shown.
         for field in ("image", "labels"):
             value = getattr(result, field)
-            if value is not None and not isinstance(value, np.ndarray):
-                if value.nbytes <= EAGER_LIMIT_BYTES and result.source_kind != "zarr":
-                    setattr(result, field, np.asarray(value))
+            lazy = value is not None and not isinstance(value, np.ndarray)
+            if lazy and value.nbytes <= EAGER_LIMIT_BYTES and result.source_kind != "zarr":
+                setattr(result, field, np.asarray(value))
         layers.extend(result_to_layers(result, p))
     return layers
