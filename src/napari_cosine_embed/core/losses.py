@@ -1,0 +1,473 @@
+"""Instance-embedding losses: cosine (Payer et al. 2018), pairwise (Kong & Fowlkes 2018) and
+discriminative (De Brabandere et al. 2017).
+
+All take the raw network output ``emb`` of shape (B, D, *S) (S: spatial axes, usually (Y, X)),
+instance ``labels`` of shape (B, *S) with 0 = background, and an optional boolean ``ignore``
+mask of shape (B, *S) for unannotated pixels, which take no part at all. Each image's pixels
+are grouped into K "slots", one per instance present (background included where it counts as
+an instance), and every term is a scatter-sum or a batched matmul over slots: nothing loops over
+pixels or instances. Losses are computed in float32 (float64 stays float64), also under
+autocast. An image without annotated foreground contributes nothing and the batch loss is the
+mean over the others; if no image has any, the result is a zero still connected to ``emb``, so
+a training step can always call ``backward``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "LOSSES",
+    "LossConfig",
+    "cosine_embedding_loss",
+    "discriminative_loss",
+    "make_loss",
+    "pairwise_loss",
+]
+
+LossFn = Callable[..., Tensor]
+
+# Below this squared length a vector's norm is treated as constant, so that a collapsed
+# embedding (two equal cluster means, a pixel sitting on its mean) has a zero gradient
+# instead of the NaN of d|v|/dv at v = 0.
+_NORM_EPS = 1e-12
+
+
+class _Slots(NamedTuple):
+    """Pixels of a batch grouped into per-image instance slots."""
+
+    index: Tensor  # (B, N) int64: slot of each pixel in [0, K); K for pixels taking no part
+    size: Tensor  # (B, K) float32: pixels per slot, 0 for slots an image does not use
+    present: Tensor  # (B, K) bool: slots holding an instance (counts differ between images)
+    has_foreground: Tensor  # (B,) bool: images with annotated foreground, the ones averaged
+
+    @property
+    def n_slots(self) -> int:
+        return self.present.shape[1]
+
+
+def _prepare(
+    emb: Tensor, labels: Tensor, ignore: Tensor | None, *, background_is_instance: bool
+) -> tuple[Tensor, _Slots]:
+    """Validate the inputs; return the embeddings as (B, N, D), float32 or float64, and slots."""
+    if emb.ndim < 3 or labels.shape != emb.shape[:1] + emb.shape[2:]:
+        raise ValueError(
+            f"labels of shape {tuple(labels.shape)} do not match embeddings of shape "
+            f"{tuple(emb.shape)}: expected (B, D, *S) embeddings and (B, *S) labels"
+        )
+    if labels.is_floating_point() or labels.is_complex():
+        raise ValueError(f"labels must hold integers, not {labels.dtype}")
+    if ignore is not None and ignore.shape != labels.shape:
+        raise ValueError(f"ignore of shape {tuple(ignore.shape)} does not match the labels")
+    batch = emb.shape[0]
+    x = emb.to(torch.promote_types(emb.dtype, torch.float32)).reshape(batch, emb.shape[1], -1)
+    labels = labels.to(device=emb.device, dtype=torch.int64).reshape(batch, -1)
+    valid = torch.ones_like(labels, dtype=torch.bool)
+    if ignore is not None:
+        valid = ~ignore.to(device=emb.device, dtype=torch.bool).reshape(batch, -1)
+    if bool((labels[valid] < 0).any()):
+        raise ValueError("labels must be non-negative (0 = background) where not ignored")
+    if not background_is_instance:
+        valid = valid & (labels > 0)
+    return x.transpose(1, 2).contiguous(), _slots(labels, valid)
+
+
+def _slots(labels: Tensor, valid: Tensor) -> _Slots:
+    """Number the instances of each image 0..K_b-1 from (B, N) labels and validity mask."""
+    batch = labels.shape[0]
+    # Keys image * stride + label order the instances by image, then by label. Pixels that
+    # take no part may hold any label, even a negative one: their slot is overwritten below.
+    stride = max(int(labels.max()), 0) + 1 if labels.numel() else 1
+    image = torch.arange(batch, device=labels.device)
+    key = image[:, None] * stride + labels
+    keys = torch.unique(key[valid])  # sorted, so each image's keys are contiguous
+    per_image = torch.bincount(keys // stride, minlength=batch)
+    n_slots = int(per_image.max()) if batch else 0
+    first = torch.cumsum(per_image, 0) - per_image
+    index = torch.searchsorted(keys, key) - first[:, None]
+    index = torch.where(valid, index, n_slots)
+    size = torch.zeros(batch, n_slots + 1, device=labels.device)
+    size = size.scatter_add(1, index, torch.ones_like(size[:, :1]).expand_as(index))[:, :n_slots]
+    present = torch.arange(n_slots, device=labels.device) < per_image[:, None]
+    has_foreground = (valid & (labels > 0)).any(1)
+    return _Slots(index, size, present, has_foreground)
+
+
+def _slot_sum(values: Tensor, slots: _Slots) -> Tensor:
+    """Sum per-pixel values within each slot: (B, N, C) -> (B, K, C)."""
+    batch, _, channels = values.shape
+    target = values.new_zeros(batch, slots.n_slots + 1, channels)
+    index = slots.index[:, :, None].expand(-1, -1, channels)
+    return target.scatter_add(1, index, values)[:, : slots.n_slots]
+
+
+def _mean_over_slots(per_slot: Tensor, slots: _Slots) -> Tensor:
+    """Average a (B, K) value over each image's present slots: -> (B,)."""
+    present = slots.present.to(per_slot.dtype)
+    return (per_slot * present).sum(1) / present.sum(1).clamp_min(1)
+
+
+def _batch_mean(per_image: Tensor, slots: _Slots) -> Tensor:
+    """Average a (B,) value over the images that have foreground; 0 when none does."""
+    weight = slots.has_foreground.to(per_image.dtype)
+    return (per_image * weight).sum() / weight.sum().clamp_min(1)
+
+
+def _safe_norm(v: Tensor) -> Tensor:
+    """Euclidean norm over the last axis with a finite gradient at 0."""
+    return v.square().sum(-1).clamp_min(_NORM_EPS).sqrt()
+
+
+def _ball_offsets(radius: float, ndim: int) -> list[tuple[int, ...]]:
+    """Integer offsets o != 0 with |o| <= radius, one of each pair (o, -o)."""
+    reach = math.floor(radius)
+    span = range(-reach, reach + 1)
+    return [
+        o
+        for o in itertools.product(span, repeat=ndim)
+        if 0 < sum(c * c for c in o) <= radius * radius and o > (0,) * ndim
+    ]
+
+
+def _shifted_pair(offset: tuple[int, ...], shape: tuple[int, ...]) -> tuple[tuple, tuple] | None:
+    """Slices selecting every pixel p and its partner p + offset inside a grid of ``shape``."""
+    here, there = [slice(None)], [slice(None)]
+    for step, length in zip(offset, shape, strict=True):
+        if abs(step) >= length:
+            return None
+        here.append(slice(max(0, -step), length - max(0, step)))
+        there.append(slice(max(0, step), length - max(0, -step)))
+    return tuple(here), tuple(there)
+
+
+@torch.no_grad()
+def _neighbour_slots(slots: _Slots, spatial: tuple[int, ...], radius: float) -> Tensor:
+    """Which slots of an image come within ``radius`` pixels (Euclidean): (B, K, K) bool.
+
+    Each pixel is paired with its partner at each offset of the ball: one pass over the image
+    per offset whatever the number of instances, and O(B * N) memory. Symmetric, diagonal false.
+    """
+    batch, k = slots.index.shape[0], slots.n_slots
+    grid = slots.index.reshape(batch, *spatial)
+    image = torch.arange(batch, device=grid.device).reshape(batch, *([1] * len(spatial)))
+    row = (image * (k + 1) + grid) * (k + 1)
+    hit = torch.zeros(batch * (k + 1) ** 2, dtype=torch.bool, device=grid.device)
+    for offset in _ball_offsets(radius, len(spatial)):
+        pair = _shifted_pair(offset, spatial)
+        if pair is not None:
+            hit[(row[pair[0]] + grid[pair[1]]).reshape(-1)] = True
+    near = hit.reshape(batch, k + 1, k + 1)[:, :k, :k]
+    near = near | near.transpose(1, 2)
+    return near & ~torch.eye(k, dtype=torch.bool, device=grid.device)
+
+
+def _full_precision(emb: Tensor) -> torch.autocast:
+    """A region where autocast is off, so the loss is computed in the dtype we choose."""
+    return torch.autocast(emb.device.type, enabled=False)
+
+
+def cosine_embedding_loss(
+    emb: Tensor,
+    labels: Tensor,
+    *,
+    neighbour_radius: float = 5.0,
+    ignore: Tensor | None = None,
+    background_is_instance: bool = True,
+) -> Tensor:
+    """Cosine embedding loss of Payer et al. 2018.
+
+    Embeddings are normalised to unit length. For each instance i with mean direction m_i
+    (the normalised mean of its unit embeddings) the loss adds an intra term
+    ``1 - mean_{p in i} cos(e_p, m_i)`` and an inter term, the mean of ``cos(e_p, m_i)**2``
+    over all pixels p of the neighbouring instances, which pushes neighbours to be orthogonal.
+    Two instances are neighbours when some of their pixels lie within ``neighbour_radius``
+    (Euclidean, in pixels) of each other; far-apart instances may share a direction, which is
+    what lets a D-dimensional embedding separate many more than D instances. The image loss is
+    the mean of (intra + inter) over its instances, and the batch loss the mean over images.
+
+    Parameters
+    ----------
+    emb : Tensor of shape (B, D, *S)
+        Raw network output; S are the spatial axes, (Y, X) or (T, Y, X) for a stack of frames
+        (the neighbourhood is then a ball across frames too).
+    labels : Tensor of shape (B, *S), integer
+        Instance ids, 0 = background; under ``ignore`` any value (say -1) is accepted.
+    neighbour_radius : float, keyword-only
+        Distance r_N within which two instances are neighbours; ``1`` means 4-connected
+        touching, ``sqrt(2)`` 8-connected. The cost grows with r_N ** len(S).
+    ignore : Tensor of shape (B, *S), bool, optional
+        Pixels without annotation: they take part in no term and in no neighbourhood.
+    background_is_instance : bool, keyword-only
+        If true (the paper's choice) the background is one more instance, with its own terms,
+        and a neighbour of every instance it comes near. If false, background pixels are
+        treated like ignored ones and the network needs another cue for foreground.
+
+    Returns
+    -------
+    Tensor of shape ()
+        The loss, float32 (float64 for float64 input).
+
+    Examples
+    --------
+    >>> emb = torch.randn(2, 8, 32, 32, requires_grad=True)
+    >>> labels = torch.zeros(2, 32, 32, dtype=torch.int64)
+    >>> labels[:, 4:14, 4:14], labels[:, 14:24, 10:20] = 1, 2
+    >>> loss = cosine_embedding_loss(emb, labels, neighbour_radius=3)
+    >>> loss.backward()
+    """
+    if neighbour_radius < 0:
+        raise ValueError(f"neighbour_radius must be >= 0, got {neighbour_radius}")
+    with _full_precision(emb):
+        x, slots = _prepare(emb, labels, ignore, background_is_instance=background_is_instance)
+        x = F.normalize(x, dim=-1)
+        sums = _slot_sum(x, slots)  # (B, K, D)
+        means = F.normalize(sums, dim=-1)
+        # The mean cosine of an instance's pixels to its own direction is |sum| / size.
+        intra = 1 - (sums * means).sum(-1) / slots.size.clamp_min(1)
+        # spread[b, j, i]: sum over the pixels of instance j of cos^2 to the direction of i.
+        spread = _slot_sum((x @ means.transpose(1, 2)).square(), slots)
+        near = _neighbour_slots(slots, tuple(labels.shape[1:]), neighbour_radius)
+        near = near.to(spread.dtype)
+        inter = (spread * near).sum(1) / (slots.size[:, :, None] * near).sum(1).clamp_min(1)
+        return _batch_mean(_mean_over_slots(intra + inter, slots), slots)
+
+
+def _sample_pixels(weight: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
+    """Draw (B, n) pixel indices, with replacement, with probability proportional to weight.
+
+    ``weight`` of shape (B, N) is non-negative; a row of zeros yields arbitrary indices, which
+    the caller masks out.
+    """
+    cdf = weight.double().cumsum(1)
+    draw = torch.rand(
+        weight.shape[0], n, generator=generator, device=weight.device, dtype=torch.float64
+    )
+    pick = torch.searchsorted(cdf, draw * cdf[:, -1:], right=True)
+    return pick.clamp_max(weight.shape[1] - 1)
+
+
+def _pair_terms(x: Tensor, slot: Tensor, pixel: Tensor, weight: Tensor, *, alpha: float) -> Tensor:
+    """Weighted mean pair cost of each image, shape (B,).
+
+    ``x`` (B, n, D) holds unit embeddings of n chosen pixels, ``slot`` and ``pixel`` (B, n) their
+    instance slots and pixel indices (a pixel is never paired with itself), ``weight`` (B, n)
+    their weights: a pair weighs the product of its two.
+    """
+    similarity = (1 + x @ x.transpose(1, 2)) / 2
+    same = slot[:, :, None] == slot[:, None, :]
+    cost = torch.where(same, 1 - similarity, (similarity - alpha).clamp_min(0))
+    pair_weight = weight[:, :, None] * weight[:, None, :]
+    pair_weight = pair_weight * (pixel[:, :, None] != pixel[:, None, :])
+    total = pair_weight.sum((1, 2)).clamp_min(torch.finfo(x.dtype).tiny)  # 0 / 0 -> 0
+    return (pair_weight * cost).sum((1, 2)) / total
+
+
+def pairwise_loss(
+    emb: Tensor,
+    labels: Tensor,
+    *,
+    alpha: float = 0.5,
+    n_pixels: int | None = 1024,
+    generator: torch.Generator | None = None,
+    ignore: Tensor | None = None,
+    background_is_instance: bool = True,
+) -> Tensor:
+    """Pairwise similarity loss of Kong & Fowlkes 2018.
+
+    With unit embeddings and ``s = (1 + cos(x_p, x_q)) / 2``, a pair in the same instance
+    costs ``1 - s`` and a pair in different instances ``max(s - alpha, 0)``. Each pixel weighs
+    ``1 / |its instance|`` so every instance counts equally, a pair weighs the product of its
+    two, and the image loss is the weighted mean over pairs of distinct pixels.
+
+    All pairs of a whole image would need O(N**2) memory, so by default ``n_pixels`` pixels
+    per image are drawn (with replacement) with probability proportional to their weight and
+    all pairs among them are used, unweighted: an estimate of the same loss whose cost does not
+    depend on the image size.
+
+    Parameters
+    ----------
+    emb : Tensor of shape (B, D, *S)
+        Raw network output.
+    labels : Tensor of shape (B, *S), integer
+        Instance ids, 0 = background.
+    alpha : float, keyword-only
+        Similarity below which different instances cost nothing; 0.5 means orthogonal.
+    n_pixels : int or None, keyword-only
+        Pixels drawn per image. None uses every pixel, exactly and deterministically, with
+        memory B * N**2: meant for tiny inputs and tests.
+    generator : torch.Generator, optional
+        Source of the draw, on the device of ``emb``; the same seed gives the same loss.
+    ignore : Tensor of shape (B, *S), bool, optional
+        Pixels without annotation: never drawn.
+    background_is_instance : bool, keyword-only
+        If false, background pixels are treated like ignored ones.
+
+    Returns
+    -------
+    Tensor of shape ()
+
+    Examples
+    --------
+    >>> emb = torch.randn(2, 8, 64, 64, requires_grad=True)
+    >>> labels = torch.zeros(2, 64, 64, dtype=torch.int64)
+    >>> labels[:, 8:30, 8:30], labels[:, 30:50, 20:40] = 1, 2
+    >>> loss = pairwise_loss(emb, labels, n_pixels=256, generator=torch.Generator().manual_seed(0))
+    >>> loss.backward()
+    """
+    if n_pixels is not None and n_pixels < 2:
+        raise ValueError(f"n_pixels must be at least 2 (or None for all), got {n_pixels}")
+    with _full_precision(emb):
+        x, slots = _prepare(emb, labels, ignore, background_is_instance=background_is_instance)
+        # Pixels weigh 1 / |instance|; those in the no-slot index K weigh 0.
+        padded = F.pad(slots.size.to(x.dtype), (0, 1), value=math.inf)
+        weight = 1 / padded.gather(1, slots.index)
+        if n_pixels is None:
+            pixel = torch.arange(x.shape[1], device=x.device).expand_as(weight)
+        else:
+            pixel = _sample_pixels(weight, n_pixels, generator)
+            weight = weight.gather(1, pixel) > 0
+        x = F.normalize(x.gather(1, pixel[:, :, None].expand(-1, -1, x.shape[2])), dim=-1)
+        slot = slots.index.gather(1, pixel)
+        per_image = _pair_terms(x, slot, pixel, weight.to(x.dtype), alpha=alpha)
+        return _batch_mean(per_image, slots)
+
+
+def discriminative_loss(
+    emb: Tensor,
+    labels: Tensor,
+    *,
+    delta_v: float = 0.5,
+    delta_d: float = 1.5,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    gamma: float = 0.001,
+    normalise: bool = False,
+    ignore: Tensor | None = None,
+    background_is_instance: bool = True,
+) -> Tensor:
+    """Discriminative loss of De Brabandere et al. 2017.
+
+    With cluster means mu_c, per image: a variance term, the mean over clusters of the mean
+    over their pixels of ``max(|mu_c - x_p| - delta_v, 0)**2``; a distance term, the mean over
+    ordered pairs of distinct clusters of ``max(2 * delta_d - |mu_a - mu_b|, 0)**2``; and a
+    regularisation term, the mean of ``|mu_c|``. The image loss is
+    ``alpha * var + beta * dist + gamma * reg``, and the batch loss the mean over images.
+
+    Parameters
+    ----------
+    emb : Tensor of shape (B, D, *S)
+        Raw network output, used as is unless ``normalise``.
+    labels : Tensor of shape (B, *S), integer
+        Instance ids, 0 = background.
+    delta_v, delta_d : float, keyword-only
+        Pull margin around each mean and half the push margin between means. For unit
+        embeddings (``normalise=True``) means are at most 2 apart, so pick delta_d <= 1.
+    alpha, beta, gamma : float, keyword-only
+        Weights of the variance, distance and regularisation terms.
+    normalise : bool, keyword-only
+        Normalise embeddings to unit length first.
+    ignore : Tensor of shape (B, *S), bool, optional
+        Pixels without annotation: they take no part.
+    background_is_instance : bool, keyword-only
+        If false, background pixels are treated like ignored ones.
+
+    Returns
+    -------
+    Tensor of shape ()
+
+    Examples
+    --------
+    >>> emb = torch.randn(2, 8, 32, 32, requires_grad=True)
+    >>> labels = torch.zeros(2, 32, 32, dtype=torch.int64)
+    >>> labels[:, 4:14, 4:14], labels[:, 14:24, 10:20] = 1, 2
+    >>> discriminative_loss(emb, labels).backward()
+    """
+    with _full_precision(emb):
+        x, slots = _prepare(emb, labels, ignore, background_is_instance=background_is_instance)
+        if normalise:
+            x = F.normalize(x, dim=-1)
+        means = _slot_sum(x, slots) / slots.size.clamp_min(1)[:, :, None]  # (B, K, D)
+        padded = F.pad(means, (0, 0, 0, 1))  # the no-slot index K reads a zero mean
+        centre = padded.gather(1, slots.index[:, :, None].expand(-1, -1, x.shape[2]))
+        pull = (_safe_norm(x - centre) - delta_v).clamp_min(0).square()
+        pull = _slot_sum(pull[:, :, None], slots)[:, :, 0] / slots.size.clamp_min(1)
+        variance = _mean_over_slots(pull, slots)
+        push = (2 * delta_d - _safe_norm(means[:, :, None] - means[:, None])).clamp_min(0)
+        pairs = slots.present[:, :, None] & slots.present[:, None, :]
+        pairs = (pairs & ~torch.eye(slots.n_slots, dtype=torch.bool, device=x.device)).to(x.dtype)
+        distance = (push.square() * pairs).sum((1, 2)) / pairs.sum((1, 2)).clamp_min(1)
+        regular = _mean_over_slots(_safe_norm(means), slots)
+        per_image = alpha * variance + beta * distance + gamma * regular
+        return _batch_mean(per_image, slots)
+
+
+LOSSES: dict[str, LossFn] = {
+    "cosine": cosine_embedding_loss,
+    "pairwise": pairwise_loss,
+    "discriminative": discriminative_loss,
+}
+
+
+def make_loss(name: str, **options: Any) -> Callable[[Tensor, Tensor, Tensor | None], Tensor]:
+    """The loss called ``name`` with its keyword options fixed.
+
+    Parameters
+    ----------
+    name : {"cosine", "pairwise", "discriminative"}
+    **options
+        Keyword options of that loss (``ignore`` excepted); a misspelt one fails here, not at
+        the first training step.
+
+    Returns
+    -------
+    callable
+        ``loss(emb, labels, ignore=None) -> Tensor of shape ()``.
+
+    Examples
+    --------
+    >>> loss = make_loss("cosine", neighbour_radius=3)
+    >>> emb, labels = torch.randn(1, 4, 16, 16), torch.zeros(1, 16, 16, dtype=torch.int64)
+    >>> float(loss(emb, labels))
+    0.0
+    """
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
+    if "ignore" in options:
+        raise ValueError("ignore is given with each call, not fixed in make_loss")
+    fn = LOSSES[name]
+    try:
+        inspect.signature(fn).bind(None, None, **options)
+    except TypeError as error:
+        raise ValueError(f"bad options for the {name} loss: {error}") from None
+
+    def loss(emb: Tensor, labels: Tensor, ignore: Tensor | None = None) -> Tensor:
+        return fn(emb, labels, ignore=ignore, **options)
+
+    return loss
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Which loss to train with, and its options: plain data, saved with every checkpoint.
+
+    Examples
+    --------
+    >>> config = LossConfig("discriminative", {"delta_v": 0.3, "normalise": True})
+    >>> loss = config.build()
+    """
+
+    name: str = "cosine"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> Callable[[Tensor, Tensor, Tensor | None], Tensor]:
+        """The loss function this config describes (see :func:`make_loss`)."""
+        return make_loss(self.name, **self.options)
