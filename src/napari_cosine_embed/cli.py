@@ -7,6 +7,15 @@ Subcommands appear here only once they work end to end:
     (``OUT_DIR/01/tNNN.tif`` and its exact ground truth in ``OUT_DIR/01_GT``).
 ``evaluate --gt GT --res RES``
     Print scores as JSON: SEG/DET/TRA for CTC folders, AP/F1 for folders of 2D label images.
+``train --out MODEL.pt [--synthetic-movies N] [--dsb DIR] [--steps N] ...``
+    Train an embedding network from scratch on synthetic movies and/or the CC0 DSB 2018
+    images, printing progress; validates on held-out data and saves the best model. Ctrl-C
+    stops after the current step and still saves the best model so far; the training state
+    (``MODEL.state.pt``) lets ``--resume`` continue exactly where it stopped.
+``finetune --base default|MODEL.pt --images IMG --labels LAB --out MODEL.pt``
+    Fine-tune a model on a few curated frames of your own movie (TIFF stacks or CTC folders).
+``models``
+    List the bundled models: size, training data, validation scores.
 """
 
 from __future__ import annotations
@@ -99,6 +108,289 @@ def _json_default(value):
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
+def _parse_model_config(text: str):
+    """``stacks=2,levels=4,recurrent=false`` -> ModelConfig (values typed by the field)."""
+    from .core.models import ModelConfig
+
+    defaults = ModelConfig()
+    values = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not hasattr(defaults, key):
+            known = ", ".join(f.name for f in fields(ModelConfig))
+            raise InputError(
+                f"--config: expected NAME=VALUE with NAME one of {known}; got {item!r}"
+            )
+        kind = type(getattr(defaults, key))
+        value = value.strip()
+        if kind is bool:
+            if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise InputError(f"--config: {key} must be true or false, got {value!r}")
+            values[key] = value.lower() in ("1", "true", "yes")
+        else:
+            try:
+                values[key] = kind(value)
+            except ValueError:
+                raise InputError(
+                    f"--config: {key} must be a {kind.__name__}, got {value!r}"
+                ) from None
+    try:
+        return ModelConfig(**values)
+    except ValueError as err:
+        raise InputError(f"--config: {err}") from None
+
+
+def _check_out(path: Path, overwrite: bool) -> None:
+    # Refuse before hours of training, not after.
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it")
+
+
+def _format_step(info: dict, started_step: int, wall: float) -> str:
+    done = max(1, info["step"] - started_step)
+    per_step = wall / done
+    eta = per_step * (info["steps"] - info["step"])
+    parts = [
+        f"step {info['step']}/{info['steps']}",
+        f"loss {info['loss']:.4f}",
+        f"(emb {info.get('embedding_loss', float('nan')):.4f}",
+        f"fg {info.get('foreground_loss', float('nan')):.4f})",
+        f"lr {info['lr']:.1e}",
+        f"{per_step:.2f} s/step",
+        f"eta {eta / 60:.0f} min",
+    ]
+    return "  ".join(parts)
+
+
+def _format_val(scores: dict, best: dict | None) -> str:
+    text = (
+        f"  val: score {scores['score']:.3f}  separation {scores['neighbour_separation']:.3f}  "
+        f"within {scores['within_cosine']:.3f}  pairs {scores['n_pairs']}"
+    )
+    if "foreground_iou" in scores:
+        text += f"  fg-IoU {scores['foreground_iou']:.3f}"
+    if best is not None:
+        text += f"  (best {best['score']:.3f} at step {best['step']})"
+    return text
+
+
+def _run_trainer(trainer, out: Path, *, overwrite: bool, log_every: int) -> int:
+    """Drive a Trainer with progress lines; the first Ctrl-C stops cleanly and still saves."""
+    import signal
+    import time
+
+    from .core.checkpoint import save_model
+
+    stop = []
+
+    def request_stop(signum, frame):
+        stop.append(signum)
+        signal.signal(signal.SIGINT, previous)  # a second Ctrl-C aborts at once
+        print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    run, started_step, started = trainer.run(), trainer.step, time.perf_counter()
+    try:
+        for info in run:
+            wall = time.perf_counter() - started
+            if info["step"] % max(1, log_every) == 0 or info["step"] in (1, info["steps"]):
+                print(_format_step(info, started_step, wall), flush=True)
+            if "val" in info:
+                print(_format_val(info["val"], trainer.best), flush=True)
+            if stop:
+                break
+    finally:
+        run.close()
+        if signal.getsignal(signal.SIGINT) is request_stop:
+            signal.signal(signal.SIGINT, previous)
+    model = trainer.best_model
+    if stop:
+        print(f"stopped at step {trainer.step} of {trainer.config.steps}", flush=True)
+    path = save_model(out, model, overwrite=overwrite)
+    score = model.record.get("scores", {}).get("score")
+    what = f"val score {score:.3f}, " if score is not None else ""
+    print(f"saved model ({what}weights of step {model.record['steps']}) to {path}")
+    if trainer.state_path is not None and Path(trainer.state_path).exists():
+        print(f"training state (for --resume): {trainer.state_path}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from .core.checkpoint import EmbeddingModel
+    from .core.training import TrainConfig, Trainer, from_dsb, from_synthetic
+
+    _check_out(args.out, args.overwrite)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    parts = []
+    if args.synthetic_movies:
+        print(f"simulating {args.synthetic_movies} synthetic movies...", flush=True)
+        parts.append(
+            from_synthetic(
+                args.synthetic_movies,
+                seed=args.seed * 10_000,
+                shape=(args.synthetic_size, args.synthetic_size),
+                n_frames=args.synthetic_frames,
+            )
+        )
+    if args.dsb is not None:
+        parts.append(from_dsb(args.dsb, split="train"))
+    if not parts:
+        raise InputError("no training data: give --synthetic-movies N and/or --dsb DIR")
+    data = parts[0]
+    for part in parts[1:]:
+        data = data + part
+    val_parts = []
+    if args.val_synthetic:
+        val_parts.append(
+            from_synthetic(
+                args.val_synthetic,
+                seed=1_000_000,
+                shape=(args.synthetic_size, args.synthetic_size),
+                n_frames=args.synthetic_frames,
+            )
+        )
+    if args.dsb is not None and args.val_dsb:
+        val_parts.append(from_dsb(args.dsb, split="held_out", limit=args.val_dsb))
+    val_data = None
+    for part in val_parts:
+        val_data = part if val_data is None else val_data + part
+    config = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        crop=args.crop,
+        clip_length=args.clip_length,
+        bptt=args.bptt,
+        lr=args.lr,
+        warmup=args.warmup,
+        device=args.device,
+        seed=args.seed,
+        val_every=args.val_every,
+        log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every,
+    )
+    state_path = args.state or args.out.with_name(args.out.stem + ".state.pt")
+    model = None
+    if args.resume is None:
+        model = EmbeddingModel.new(
+            _parse_model_config(args.config), seed=args.seed, name=args.out.stem
+        )
+    trainer = Trainer(
+        model, data, config, val_data=val_data, resume_from=args.resume, state_path=state_path
+    )
+    n_params = sum(p.numel() for p in trainer.model.network.parameters())
+    print(
+        f"training {n_params / 1e6:.2f} M parameters on {trainer.device} "
+        f"({torch.get_num_threads()} threads): {data.describe()['summary']}"
+        + (f"; validating on {val_data.describe()['summary']}" if val_data else ""),
+        flush=True,
+    )
+    if args.resume is not None:
+        print(f"resuming from {args.resume} at step {trainer.step}", flush=True)
+    return _run_trainer(trainer, args.out, overwrite=args.overwrite, log_every=config.log_every)
+
+
+def _read_labels(path: Path, n_frames: int):
+    """Labels from a TIFF (Y, X) / (T, Y, X), a CTC GT folder (its SEG) or a CTC sequence."""
+    from .core.io import find_gt_folder, is_ctc_sequence_folder, read_any, read_ctc_gt
+
+    if path.is_dir() and not is_ctc_sequence_folder(path):
+        gt = read_ctc_gt(path)
+        if not gt.seg:
+            raise InputError(f"{path}: no SEG/man_segNNN.tif masks to fine-tune on")
+        return dict(gt.seg)
+    if path.is_dir() and find_gt_folder(path) is not None:
+        gt = read_ctc_gt(find_gt_folder(path))
+        if not gt.seg:
+            raise InputError(f"{path}: its ground truth has no SEG masks to fine-tune on")
+        return dict(gt.seg)
+    labels = read_any(path).image
+    if labels.ndim == 2 and n_frames == 1:
+        labels = labels[None]
+    return labels
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    import numpy as np
+    import torch
+
+    from .core.checkpoint import load_model
+    from .core.io import read_any
+    from .core.training import FINETUNE_DEFAULTS, Trainer, from_arrays
+
+    _check_out(args.out, args.overwrite)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base = load_model(args.base, device=args.device)
+    image = np.asarray(read_any(args.images).image)
+    if image.ndim == 2:
+        image = image[None]
+    labels = _read_labels(args.labels, image.shape[0])
+    frames = None
+    if args.frames:
+        try:
+            frames = [int(f) for f in args.frames.split(",") if f.strip()]
+        except ValueError:
+            raise InputError(
+                f"--frames: expected comma-separated frame numbers, got {args.frames!r}"
+            ) from None
+    data = from_arrays(
+        image, labels, frames, name=Path(args.labels).name, context=args.clip_length - 1
+    )
+    config = replace(
+        FINETUNE_DEFAULTS,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        crop=args.crop,
+        clip_length=args.clip_length,
+        lr=args.lr,
+        device=args.device,
+        seed=args.seed,
+        log_every=args.log_every,
+    )
+    trainer = Trainer(base, data, config, base_model=True)
+    trainer.model.name = args.out.stem
+    print(
+        f"fine-tuning {base.name} on {trainer.device}: {data.describe()['summary']}, "
+        f"{config.steps} steps",
+        flush=True,
+    )
+    return _run_trainer(trainer, args.out, overwrite=args.overwrite, log_every=config.log_every)
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .core.checkpoint import bundled_models_dir, list_models
+
+    listing = list_models()
+    if args.json:
+        print(json.dumps(listing, indent=2, default=_json_default))
+        return 0
+    if not listing:
+        print(f"no bundled models in {bundled_models_dir()}")
+        return 0
+    for entry in listing:
+        if "error" in entry:
+            print(f"{entry['name']}  {entry['size'] / 1e6:.1f} MB  UNREADABLE: {entry['error']}")
+            continue
+        scores = entry.get("scores") or {}
+        score = "  ".join(
+            f"{k} {scores[k]:.3f}"
+            for k in ("score", "neighbour_separation", "within_cosine", "foreground_iou")
+            if isinstance(scores.get(k), float)
+        )
+        print(f"{entry['name']}  {entry['size'] / 1e6:.1f} MB  {entry['steps']} steps")
+        print(f"    trained on: {entry['trained_on'] or 'unknown'}")
+        if entry.get("base_model"):
+            print(f"    fine-tuned from: {entry['base_model']}")
+        print(f"    validation: {score or 'none recorded'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     parser = argparse.ArgumentParser(
@@ -134,6 +426,93 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--res", required=True, type=Path, help="result folder")
     p.add_argument("--measures", default="SEG,DET,TRA", help="CTC measures (default SEG,DET,TRA)")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "train",
+        help="train an embedding network (synthetic movies and/or DSB 2018 images)",
+        description="Train from scratch; prints one line per --log-every steps and the held-out "
+        "scores every --val-every steps, and saves the best-validated model to --out. Ctrl-C "
+        "stops after the current step and saves the best model so far.",
+    )
+    p.add_argument("--out", required=True, type=Path, help="model file to write (.pt)")
+    p.add_argument(
+        "--synthetic-movies", type=int, default=0, metavar="N", help="synthetic training movies"
+    )
+    p.add_argument(
+        "--synthetic-frames", type=int, default=8, help="frames per synthetic movie (default 8)"
+    )
+    p.add_argument(
+        "--synthetic-size", type=int, default=256, help="synthetic frame size (default 256)"
+    )
+    p.add_argument(
+        "--dsb", type=Path, metavar="DIR", help="the CC0 dsb2018-fluo folder (train split)"
+    )
+    p.add_argument(
+        "--val-synthetic",
+        type=int,
+        default=4,
+        metavar="N",
+        help="held-out synthetic movies (default 4)",
+    )
+    p.add_argument(
+        "--val-dsb", type=int, default=24, metavar="N", help="held-out DSB images (default 24)"
+    )
+    p.add_argument("--steps", type=int, default=2500)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--crop", type=int, default=192)
+    p.add_argument("--clip-length", type=int, default=2, help="frames per movie clip (default 2)")
+    p.add_argument(
+        "--bptt", type=int, default=0, help="frames per truncated-BPTT segment (0: whole clip)"
+    )
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--config", default="", help="network, e.g. stacks=2,levels=4,filters=32")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-every", type=int, default=250)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument(
+        "--checkpoint-every", type=int, default=250, help="save the training state every N steps"
+    )
+    p.add_argument("--state", type=Path, help="training-state file (default OUT.state.pt)")
+    p.add_argument(
+        "--resume", type=Path, metavar="STATE", help="continue from a training-state file"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a model on a few curated frames of your data",
+        description="Fine-tune --base on the labelled frames of --labels (a TIFF (Y, X) or "
+        "(T, Y, X), a CTC ground-truth folder whose SEG masks are used, or a CTC sequence "
+        "with ground truth) over the frames of --images (a TIFF or a CTC sequence folder). "
+        "Labelled frames must be completely annotated: unlabelled nuclei would be taught as "
+        "background.",
+    )
+    p.add_argument("--base", default="default", help="bundled model name or model file")
+    p.add_argument("--images", required=True, type=Path)
+    p.add_argument("--labels", required=True, type=Path)
+    p.add_argument(
+        "--frames", default="", help="curated frames, e.g. 0,5,9 (default: frames with labels)"
+    )
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--crop", type=int, default=192)
+    p.add_argument("--clip-length", type=int, default=1)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser("models", help="list the bundled models")
+    p.add_argument("--json", action="store_true", help="print the listing as JSON")
+    p.set_defaults(func=_cmd_models)
     return parser
 
 

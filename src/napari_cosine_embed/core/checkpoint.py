@@ -1,0 +1,351 @@
+"""Saving and loading trained embedding models: one self-describing file per model.
+
+A checkpoint is a ``torch.save`` of a dict holding only plain Python values and tensors, so it
+loads with ``torch.load(..., weights_only=True)`` (no code from the file is ever run):
+
+``format``
+    :data:`CHECKPOINT_FORMAT`, checked on load.
+``config``
+    :meth:`ModelConfig.to_dict`, which rebuilds the exact network.
+``state_dict``
+    The network's weights, on the CPU.
+``normalisation``
+    :meth:`Normalisation.to_dict`: inputs are scaled at inference as they were in training.
+``record``
+    How the model came to be: training data, steps, wall time, device, validation scores, loss,
+    seed, torch version, creation time and, for a fine-tuned model, the base model.
+``name``
+    A short name for display.
+
+Bundled models live in the package folder ``napari_cosine_embed/models/<name>.pt``;
+``load_model("default")`` is the one the plugin uses unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.resources
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .device import resolve_device
+from .errors import InputError
+from .io._atomic import atomic_write
+from .models import ModelConfig, RecurrentStackedHourglass
+from .normalise import Normalisation
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "EmbeddingModel",
+    "bundled_models_dir",
+    "checkpoint_payload",
+    "list_models",
+    "load_model",
+    "model_from_payload",
+    "plain",
+    "save_model",
+]
+
+CHECKPOINT_FORMAT = "napari-cosine-embed/checkpoint-v1"
+#: Suffixes that make :func:`load_model` read its argument as a path rather than a bundled name.
+_PATH_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
+@dataclass
+class EmbeddingModel:
+    """A network together with everything needed to use it as it was trained.
+
+    Attributes
+    ----------
+    network : RecurrentStackedHourglass
+        The network (weights included).
+    config : ModelConfig
+        Its architecture (``network.config``).
+    normalisation : Normalisation
+        How each frame is scaled before it enters the network.
+    record : dict
+        Plain-data provenance: training data, steps, scores... (see the module notes).
+    name : str
+        Short name for display (the bundled name or the file stem).
+    path : str or None
+        The file it was loaded from or last saved to.
+
+    Examples
+    --------
+    >>> model = EmbeddingModel.new(ModelConfig(filters=8, levels=2, embedding_dim=4), seed=0)
+    >>> model.device.type, model.config.embedding_dim
+    ('cpu', 4)
+    """
+
+    network: RecurrentStackedHourglass
+    config: ModelConfig
+    normalisation: Normalisation = field(default_factory=Normalisation)
+    record: dict = field(default_factory=dict)
+    name: str = "untrained"
+    path: str | None = None
+
+    @classmethod
+    def new(
+        cls,
+        config: ModelConfig | None = None,
+        *,
+        normalisation: Normalisation | None = None,
+        seed: int | None = None,
+        name: str = "untrained",
+    ) -> EmbeddingModel:
+        """A freshly initialised model; ``seed`` makes the initial weights reproducible."""
+        config = config or ModelConfig()
+        if seed is None:
+            network = RecurrentStackedHourglass(config)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                network = RecurrentStackedHourglass(config)
+        return cls(network, config, normalisation or Normalisation(), {}, name, None)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are."""
+        return next(self.network.parameters()).device
+
+    def to(self, device: str | torch.device) -> EmbeddingModel:
+        """Move the network to ``device`` ("auto", "cpu", "cuda"...); returns self."""
+        self.network.to(resolve_device(device))
+        return self
+
+    def eval(self) -> EmbeddingModel:
+        """Put the network in inference mode; returns self."""
+        self.network.eval()
+        return self
+
+    def copy(self) -> EmbeddingModel:
+        """An independent copy (weights, record and all)."""
+        return EmbeddingModel(
+            copy.deepcopy(self.network),
+            self.config,
+            self.normalisation,
+            copy.deepcopy(self.record),
+            self.name,
+            self.path,
+        )
+
+
+def plain(value: Any) -> Any:
+    """``value`` with tuples, paths and NumPy scalars turned into types ``weights_only`` loads.
+
+    Raises ``TypeError`` for anything else (an object), so a record never needs pickle.
+    """
+    if isinstance(value, np.generic):  # before float: np.float64 is a float subclass
+        return value.item()
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    for kind in (bool, int, float, str):  # subclasses, e.g. torch.__version__ or an IntEnum
+        if isinstance(value, kind):
+            return kind(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    raise TypeError(f"cannot store a {type(value).__name__} in a checkpoint record")
+
+
+def checkpoint_payload(model: EmbeddingModel) -> dict[str, Any]:
+    """The dict :func:`save_model` writes (weights copied to the CPU)."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "name": model.name,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.network.state_dict().items()},
+        "normalisation": model.normalisation.to_dict(),
+        "record": plain(model.record),
+    }
+
+
+def save_model(path: str | os.PathLike, model: EmbeddingModel, *, overwrite: bool = False) -> Path:
+    """Write ``model`` to ``path`` atomically (a reader never sees a half-written file).
+
+    Parameters
+    ----------
+    path : path-like
+        Destination, conventionally ``*.pt``.
+    model : EmbeddingModel
+    overwrite : bool, keyword-only
+        Replace an existing file; otherwise :class:`OutputExistsError` is raised.
+
+    Returns
+    -------
+    Path
+        The written file; ``model.path`` is set to it.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> model = EmbeddingModel.new(ModelConfig(filters=8, levels=2, embedding_dim=4), seed=0)
+    >>> path = save_model(pathlib.Path(tempfile.mkdtemp()) / "tiny.pt", model)
+    >>> load_model(path, device="cpu").config == model.config
+    True
+    """
+    payload = checkpoint_payload(model)
+    written = atomic_write(path, lambda tmp: torch.save(payload, tmp), overwrite=overwrite)
+    model.path = str(written)
+    return written
+
+
+def bundled_models_dir() -> Path:
+    """The package folder holding the bundled ``<name>.pt`` models."""
+    return Path(str(importlib.resources.files("napari_cosine_embed") / "models"))
+
+
+def _bundled() -> dict[str, Path]:
+    folder = bundled_models_dir()
+    if not folder.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(folder.glob("*.pt"))}
+
+
+def _resolve(name_or_path: str | os.PathLike) -> tuple[Path, str]:
+    text = os.fspath(name_or_path)
+    as_path = Path(text)
+    is_path = (
+        isinstance(name_or_path, os.PathLike)
+        or as_path.suffix.lower() in _PATH_SUFFIXES
+        or os.sep in text
+        or "/" in text
+        or as_path.exists()
+    )
+    if is_path:
+        if not as_path.is_file():
+            raise InputError(f"{as_path}: no such model file")
+        return as_path, as_path.stem
+    bundled = _bundled()
+    if text in bundled:
+        return bundled[text], text
+    available = ", ".join(sorted(bundled)) or "none"
+    hint = ""
+    if text == "default":
+        hint = (
+            "; the default model has not been trained yet: train one with "
+            "'napari-cosine-embed train --out model.pt' and load it by path"
+        )
+    raise InputError(f"no bundled model called {text!r} (bundled: {available}){hint}")
+
+
+def _why(exc: Exception) -> str:
+    text = str(exc).strip()
+    if "Weights only load failed" in text:
+        return "it holds Python objects, not only plain data and tensors; refused for safety"
+    first = text.splitlines()[0][:200] if text else "no details"
+    return f"{type(exc).__name__}: {first}"
+
+
+def _read_payload(path: Path) -> dict[str, Any]:
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file, not a napari-cosine-embed model")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many types for truncated or foreign files
+        raise InputError(
+            f"{path}: not a readable napari-cosine-embed model (corrupt, truncated or foreign "
+            f"file: {_why(exc)})"
+        ) from exc
+    if isinstance(payload, dict) and isinstance(payload.get("model"), dict):
+        payload = payload["model"]  # a training-state file (see training.engine) holds one
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        if isinstance(payload, dict) and {"config", "state_dict"} <= set(payload):
+            return {
+                **payload,
+                "format": CHECKPOINT_FORMAT,
+            }  # RecurrentStackedHourglass.to_checkpoint
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise InputError(
+            f"{path}: not a napari-cosine-embed model (expected format {CHECKPOINT_FORMAT!r}, "
+            f"found {found!r})"
+        )
+    return payload
+
+
+def model_from_payload(payload: dict[str, Any], *, name: str = "", path: str | None = None):
+    """Rebuild an :class:`EmbeddingModel` (on the CPU, eval mode) from a checkpoint dict."""
+    where = path or name or "checkpoint"
+    try:
+        config = ModelConfig.from_dict(dict(payload["config"]))
+        normalisation = Normalisation.from_dict(dict(payload.get("normalisation") or {}))
+        network = RecurrentStackedHourglass(config)
+        network.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise InputError(
+            f"{where}: the checkpoint does not describe a usable network ({exc})"
+        ) from exc
+    record = dict(payload.get("record") or {})
+    network.eval()
+    return EmbeddingModel(
+        network, config, normalisation, record, str(payload.get("name") or name), path
+    )
+
+
+def load_model(
+    name_or_path: str | os.PathLike = "default", device: str | torch.device = "auto"
+) -> EmbeddingModel:
+    """Load a bundled model by name, or a model file by path.
+
+    Parameters
+    ----------
+    name_or_path : str or path-like
+        A bundled name (see :func:`list_models`) or a file written by :func:`save_model`.
+        Strings ending in ``.pt``/``.pth``/``.ckpt`` or holding a path separator are paths.
+    device : str or torch.device
+        Where to put the network ("auto": CUDA, then MPS, then CPU).
+
+    Returns
+    -------
+    EmbeddingModel
+        Network in eval mode on ``device``.
+
+    Raises
+    ------
+    InputError
+        Unknown name (the message lists the bundled ones), missing file, or a file that is
+        corrupt, truncated or not one of our checkpoints (e.g. a bare ``state_dict``).
+    """
+    path, name = _resolve(name_or_path)
+    model = model_from_payload(_read_payload(path), name=name, path=str(path))
+    model.name = name
+    return model.to(device).eval()
+
+
+def _summary(record: dict) -> dict[str, Any]:
+    data = record.get("data") or {}
+    return {
+        "trained_on": data.get("summary", "") if isinstance(data, dict) else str(data),
+        "steps": record.get("steps"),
+        "scores": record.get("scores") or {},
+        "created": record.get("created"),
+        "base_model": (record.get("base_model") or {}).get("name"),
+    }
+
+
+def list_models() -> list[dict[str, Any]]:
+    """The bundled models: ``name``, ``path``, ``size`` (bytes) and a summary of the record.
+
+    A bundled file that cannot be read is listed with an ``error`` instead of a summary.
+    """
+    listing = []
+    for name, path in _bundled().items():
+        entry: dict[str, Any] = {"name": name, "path": str(path), "size": path.stat().st_size}
+        try:
+            entry.update(_summary(dict(_read_payload(path).get("record") or {})))
+        except InputError as exc:
+            entry["error"] = str(exc)
+        listing.append(entry)
+    return listing

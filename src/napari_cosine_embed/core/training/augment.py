@@ -1,0 +1,144 @@
+"""Data augmentation for training clips: NumPy only, every draw from the caller's generator.
+
+A clip is ``image`` (T, Y, X) float32 (already normalised), ``labels`` (T, Y, X) integer and
+``ignore`` (T, Y, X) bool. Geometric transforms (crop, flips, 90 degree rotations) are the same
+for every frame of a clip, so motion between frames stays real; intensity transforms (scale,
+gamma, offset) are drawn once per clip and the noise independently per frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["AugmentConfig", "augment_clip", "crop_clip"]
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Ranges of the random transforms; the identity for a range of (1, 1) or (0, 0).
+
+    Attributes
+    ----------
+    flips, rotations : bool
+        Random horizontal/vertical flips; random multiples of 90 degrees.
+    scale : tuple of float
+        Multiplicative intensity factor, drawn log-uniformly.
+    gamma : tuple of float
+        Exponent applied to the (sign-preserving) normalised intensity, log-uniformly.
+    offset : float
+        Additive shift drawn from [-offset, offset].
+    noise : float
+        Largest standard deviation of added Gaussian noise (drawn uniformly from [0, noise]).
+    """
+
+    flips: bool = True
+    rotations: bool = True
+    scale: tuple[float, float] = (0.7, 1.4)
+    gamma: tuple[float, float] = (0.7, 1.4)
+    offset: float = 0.05
+    noise: float = 0.05
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> AugmentConfig:
+        values = dict(values)
+        for key in ("scale", "gamma"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+def crop_clip(
+    image: np.ndarray,
+    labels: np.ndarray,
+    ignore: np.ndarray,
+    size: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A random ``size`` x ``size`` window of a clip; smaller clips are padded.
+
+    Padding is image 0 (the normalised background level), label 0 and ``ignore`` True, so the
+    losses learn nothing from pixels that do not exist.
+
+    Parameters
+    ----------
+    image : ndarray of shape (T, Y, X)
+    labels : ndarray of shape (T, Y, X)
+    ignore : ndarray of shape (T, Y, X), bool
+    size : int
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    image, labels, ignore : ndarrays of shape (T, size, size)
+    """
+    _, height, width = image.shape
+    pad_y, pad_x = max(0, size - height), max(0, size - width)
+    if pad_y or pad_x:
+        before = (int(rng.integers(pad_y + 1)), int(rng.integers(pad_x + 1)))
+        widths = ((0, 0), (before[0], pad_y - before[0]), (before[1], pad_x - before[1]))
+        image = np.pad(image, widths)
+        labels = np.pad(labels, widths)
+        ignore = np.pad(ignore, widths, constant_values=True)
+        height, width = image.shape[1:]
+    y0 = int(rng.integers(height - size + 1))
+    x0 = int(rng.integers(width - size + 1))
+    window = (slice(None), slice(y0, y0 + size), slice(x0, x0 + size))
+    return image[window], labels[window], ignore[window]
+
+
+def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    lo, hi = bounds
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if hi > lo else float(lo)
+
+
+def augment_clip(
+    image: np.ndarray,
+    labels: np.ndarray,
+    ignore: np.ndarray,
+    config: AugmentConfig,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Apply random flips, rotations and intensity changes to a clip.
+
+    Parameters
+    ----------
+    image : ndarray of shape (T, Y, X), float
+        Normalised frames.
+    labels : ndarray of shape (T, Y, X)
+    ignore : ndarray of shape (T, Y, X), bool
+    config : AugmentConfig
+    rng : numpy.random.Generator
+        The only source of randomness: the same state gives the same result.
+
+    Returns
+    -------
+    image : ndarray of shape (T, Y', X'), float32
+        (Y', X') is (Y, X), or (X, Y) after an odd rotation.
+    labels, ignore : ndarrays of the same shape
+    """
+    arrays = [image, labels, ignore]
+    if config.flips:
+        for axis in (1, 2):
+            if rng.random() < 0.5:
+                arrays = [np.flip(a, axis) for a in arrays]
+    if config.rotations:
+        k = int(rng.integers(4))
+        arrays = [np.rot90(a, k, axes=(1, 2)) for a in arrays]
+    image, labels, ignore = (np.ascontiguousarray(a) for a in arrays)
+    image = image.astype(np.float32, copy=True)
+    gamma = _log_uniform(rng, config.gamma)
+    if gamma != 1.0:
+        image = np.sign(image) * np.abs(image) ** np.float32(gamma)
+    image *= np.float32(_log_uniform(rng, config.scale))
+    if config.offset:
+        image += np.float32(rng.uniform(-config.offset, config.offset))
+    if config.noise:
+        sigma = rng.uniform(0, config.noise, size=(len(image), 1, 1)).astype(np.float32)
+        image += sigma * rng.standard_normal(image.shape, dtype=np.float32)
+    return image, labels, ignore

@@ -1,0 +1,264 @@
+"""Training: data and augmentation, overfitting, stopping, reproducibility, resuming, recurrence.
+
+Every test uses a tiny network on tiny crops so that the file runs in well under a minute on
+two CPU cores.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from napari_cosine_embed.core.checkpoint import EmbeddingModel
+from napari_cosine_embed.core.errors import InputError
+from napari_cosine_embed.core.models import ModelConfig
+from napari_cosine_embed.core.normalise import Normalisation
+from napari_cosine_embed.core.synthetic import synthetic_image
+from napari_cosine_embed.core.training import (
+    AugmentConfig,
+    TrainConfig,
+    Trainer,
+    TrainingLoss,
+    augment_clip,
+    crop_clip,
+    dsb_held_out,
+    evaluate,
+    finetune,
+    from_arrays,
+    from_dsb,
+    from_pairs,
+    from_synthetic,
+    train,
+    train_step,
+)
+
+TINY = ModelConfig(stacks=1, levels=2, filters=8, embedding_dim=4, input_stride=1)
+NO_AUGMENT = AugmentConfig(
+    flips=False, rotations=False, scale=(1, 1), gamma=(1, 1), offset=0.0, noise=0.0
+)
+QUICK = TrainConfig(
+    steps=6, batch_size=2, crop=32, clip_length=1, lr=3e-3, warmup=2, device="cpu",
+    val_every=2, checkpoint_every=0,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def two_images() -> tuple[np.ndarray, np.ndarray]:
+    pairs = [synthetic_image(shape=(64, 64), n_cells=6, radius=(7.0, 10.0), seed=s) for s in (1, 2)]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+@pytest.fixture(scope="module")
+def movies():
+    return from_synthetic(2, seed=0, shape=(48, 48), n_frames=4, n_cells=4)
+
+
+def _tiny(config: ModelConfig = TINY) -> EmbeddingModel:
+    return EmbeddingModel.new(config, seed=0)
+
+
+def _returned(generator):
+    """What a generator returns (its StopIteration value), after running it to the end."""
+    while True:
+        try:
+            next(generator)
+        except StopIteration as stop:
+            return stop.value
+
+
+def _weights(model: EmbeddingModel) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.network.state_dict().items()}
+
+
+def _same_weights(a: EmbeddingModel, b: EmbeddingModel) -> bool:
+    wa, wb = _weights(a), _weights(b)
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+# --- data and augmentation ---------------------------------------------------------------
+
+
+def test_augment_is_seeded_and_keeps_images_and_labels_aligned():
+    labels = np.random.default_rng(0).integers(0, 5, (3, 16, 16))
+    image, ignore = labels.astype(np.float32), labels == 4
+    config = replace(NO_AUGMENT, flips=True, rotations=True)
+    for seed in range(6):
+        out = augment_clip(image, labels, ignore, config, np.random.default_rng(seed))
+        assert np.array_equal(out[0], out[1])
+        assert np.array_equal(out[2], out[1] == 4)
+    a = augment_clip(image, labels, ignore, AugmentConfig(), np.random.default_rng(1))
+    b = augment_clip(image, labels, ignore, AugmentConfig(), np.random.default_rng(1))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_small_images_are_padded_with_ignored_pixels():
+    image = np.ones((1, 10, 20), np.float32)
+    labels = np.ones((1, 10, 20), int)
+    crop = crop_clip(image, labels, np.zeros_like(image, bool), 32, np.random.default_rng(0))
+    assert all(a.shape == (1, 32, 32) for a in crop)
+    assert crop[2].sum() == 32 * 32 - 200
+    assert crop[0][crop[2]].max() == 0
+    assert crop[1][~crop[2]].min() == 1
+
+
+def test_from_arrays_trains_only_on_curated_frames():
+    labels = np.zeros((10, 24, 24), np.int64)
+    labels[:, 4:12, 4:12] = 1  # every frame has labels...
+    images = np.random.default_rng(0).random((10, 24, 24))
+    data = from_arrays(images, labels, frames=[5, 9], context=2, name="layer")
+    # ...but only frames 5 and 9 are curated; 3, 4, 7, 8 come along as context
+    assert len(data) == 2
+    assert [s.labelled.tolist() for s in data.sequences] == [[False, False, True]] * 2
+    data = data.normalised(Normalisation())
+    batch = data.sample(np.random.default_rng(0), batch_size=4, crop=16, clip_length=3)
+    assert batch.images.shape == (4, 3, 1, 16, 16)
+    for clip_ignore in batch.ignore:  # one curated frame per clip, the others fully ignored
+        assert sorted(bool(frame.all()) for frame in clip_ignore) == [False, True, True]
+    sparse = from_arrays(images, {2: labels[2]}, name="dict")
+    assert len(sparse) == 1
+    assert sparse.describe()["sources"][0]["frames"] == [2]
+    with pytest.raises(InputError, match="no labelled frame"):
+        from_arrays(images, np.zeros_like(labels))
+    with pytest.raises(InputError, match="frames must lie"):
+        from_arrays(images, labels, frames=[10])
+
+
+def test_batches_come_from_one_pool_with_clips_of_the_shortest_sequence(movies, two_images):
+    data = (movies + from_pairs(*two_images)).normalised(Normalisation())
+    lengths = {
+        data.sample(np.random.default_rng(s), batch_size=2, crop=32, clip_length=3).images.shape[1]
+        for s in range(12)
+    }
+    assert lengths == {1, 3}  # 2D images give single frames, movies clips of 3
+
+
+def test_dsb_split_is_fixed_and_held_out_images_never_train(dsb):
+    ids = sorted(p.stem for p in (dsb / "images").glob("*.tif"))
+    held_out = [i for i in ids if dsb_held_out(i)]
+    assert 0.15 < len(held_out) / len(ids) < 0.25
+    with pytest.raises(InputError, match="never used for training"):
+        from_dsb(dsb, held_out[:1])
+    train_ids = [i for i in ids if not dsb_held_out(i)][:2]
+    data = from_dsb(dsb, train_ids)
+    assert len(data) == 2
+    assert data.describe()["sources"][0]["split"] == "train"
+    assert len(from_dsb(dsb, split="held_out", limit=2)) == 2
+
+
+# --- the training loop ---------------------------------------------------------------
+
+
+def test_tiny_model_overfits_two_images(two_images):
+    """The loss falls by more than 3x within 60 steps (about 5 s on two idle CPU cores)."""
+    config = replace(QUICK, steps=60, crop=64, warmup=5, val_every=0, augment=NO_AUGMENT)
+    network = ModelConfig(stacks=1, levels=3, filters=16, embedding_dim=8, input_stride=1,
+                          recurrent=False)  # fmt: skip
+    started = time.perf_counter()
+    losses = [info["loss"] for info in train(_tiny(network), from_pairs(*two_images), config)]
+    assert time.perf_counter() - started < 30
+    first, last = np.mean(losses[:3]), np.mean(losses[-5:])
+    assert last < first / 3, (first, last)
+
+
+def test_closing_the_generator_stops_and_keeps_the_best_model(two_images):
+    data = from_arrays(*two_images)
+    trainer = Trainer(_tiny(), data, QUICK, val_data=data)
+    run = trainer.run()
+    for info in run:
+        if info["step"] == 5:
+            break
+    run.close()
+    assert trainer.step == 5
+    best = trainer.best_model
+    assert best.record["steps"] in (2, 4)
+    assert best.record["stopped_early"]
+    assert best.record["scores"]["score"] == trainer.best["score"]
+    assert not best.network.training
+    assert not _same_weights(best, trainer.model) or best.record["steps"] == 5
+
+
+def test_same_seed_gives_identical_losses_and_weights(movies):
+    config = replace(QUICK, steps=4, clip_length=2, val_every=0)
+    runs = []
+    for _ in range(2):
+        trainer = Trainer(_tiny(), movies, config)
+        runs.append(([info["loss"] for info in trainer.run()], trainer.model))
+    assert runs[0][0] == runs[1][0]
+    assert _same_weights(runs[0][1], runs[1][1])
+    other = [i["loss"] for i in train(_tiny(), movies, replace(config, seed=1))]
+    assert other != runs[0][0]
+
+
+def test_resume_equals_an_uninterrupted_run(movies, tmp_path):
+    config = replace(QUICK, steps=6, clip_length=2, val_every=3)
+    whole = Trainer(_tiny(), movies, config, val_data=movies)
+    whole_losses = [info["loss"] for info in whole.run()]
+
+    state = tmp_path / "state.pt"
+    first = Trainer(_tiny(), movies, config, val_data=movies, state_path=state)
+    run = first.run()
+    losses = [next(run)["loss"] for _ in range(4)]
+    run.close()  # as a GUI Cancel does: the state is saved at the stop
+    second = Trainer(None, movies, config, val_data=movies, resume_from=state)
+    assert second.step == 4
+    losses += [info["loss"] for info in second.run()]
+    assert losses == whole_losses
+    assert _same_weights(second.model, whole.model)
+    assert _same_weights(second.best_model, whole.best_model)
+    assert second.best_model.record["resumed_from"] == str(state)
+    with pytest.raises(InputError, match="same data"):
+        Trainer(None, from_synthetic(1, seed=5, shape=(48, 48), n_frames=4), resume_from=state)
+
+
+def test_recurrent_clips_carry_state_and_detach_between_segments(movies):
+    model = _tiny(replace(TINY, first_recurrent_level=0))
+    loss_fn = TrainingLoss(QUICK, model.config)
+    optimiser = torch.optim.AdamW(model.network.parameters(), lr=1e-3)
+    batch = movies.normalised(Normalisation()).sample(
+        np.random.default_rng(0), batch_size=2, crop=32, clip_length=4
+    )
+    seen, forward = [], model.network.forward_sequence
+
+    def spy(frames, state=None):
+        seen.append((frames.shape[1], state))
+        return forward(frames, state)
+
+    model.network.forward_sequence = spy
+    info = train_step(model, batch, loss_fn, optimiser, bptt=2, grad_clip=1.0)
+    assert np.isfinite(info["loss"])
+    assert info["skipped"] == 0.0
+    assert [n for n, _ in seen] == [2, 2]
+    assert seen[0][1] is None  # each clip starts from a zero state
+    assert seen[1][1]
+    assert not any(h.requires_grad for h in seen[1][1])
+    assert all(torch.count_nonzero(h) > 0 for h in seen[1][1])
+
+
+def test_finetune_records_its_base_and_leaves_it_unchanged(two_images):
+    base = _tiny()
+    base.name, base.record = "tiny-base", {"steps": 3, "data": {"summary": "elsewhere"}}
+    before = _weights(base)
+    config = replace(QUICK, steps=2, val_every=0)
+    tuned = _returned(finetune(base, from_arrays(*two_images), config))
+    assert tuned.record["base_model"]["name"] == "tiny-base"
+    assert tuned.record["base_model"]["data"] == "elsewhere"
+    assert tuned.record["steps"] == 2
+    assert all(torch.equal(before[k], v) for k, v in base.network.state_dict().items())
+    assert not _same_weights(tuned, base)
+
+
+def test_evaluate_scores_whole_frames_with_state_carried(movies):
+    scores = evaluate(_tiny(), movies)
+    assert scores["n_frames"] == 8
+    assert {"score", "neighbour_separation", "within_cosine", "foreground_iou"} <= set(scores)
+
+
+def test_train_config_round_trips_through_plain_data():
+    config = replace(QUICK, augment=NO_AUGMENT)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="unknown"):
+        TrainConfig.from_dict({"stepz": 3})

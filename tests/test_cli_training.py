@@ -1,0 +1,125 @@
+"""The command line: ``train`` (with Ctrl-C and --resume), ``finetune`` and ``models``.
+
+A tiny network, tiny synthetic movies and a few steps keep this file to seconds.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_cosine_embed.cli import main
+from napari_cosine_embed.core import checkpoint
+from napari_cosine_embed.core.checkpoint import load_model
+from napari_cosine_embed.core.synthetic import synthetic_timelapse
+from napari_cosine_embed.core.training import engine
+
+TINY = "stacks=1,levels=2,filters=8,embedding_dim=4,input_stride=1"
+TRAIN = [
+    "train", "--synthetic-movies", "2", "--synthetic-size", "48", "--synthetic-frames", "3",
+    "--val-synthetic", "1", "--steps", "4", "--crop", "32", "--batch-size", "1",
+    "--config", TINY, "--device", "cpu", "--val-every", "2", "--log-every", "1",
+    "--checkpoint-every", "2", "--warmup", "1",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "tiny.pt"
+    assert main([*TRAIN, "--out", str(out)]) == 0
+    return out
+
+
+def test_train_writes_a_model_that_load_model_reads(trained, capsys):
+    model = load_model(trained, device="cpu")
+    assert model.config.filters == 8
+    assert model.record["steps"] in (2, 4)  # the best-validated step
+    assert model.record["steps_run"] == 4
+    assert "2 synthetic movies" in model.record["data"]["summary"]
+    assert model.record["scores"]["n_frames"] == 3
+    assert trained.with_name("tiny.state.pt").is_file()
+
+
+def test_train_prints_progress_and_refuses_to_overwrite(trained, capsys):
+    out = trained.with_name("again.pt")
+    assert main([*TRAIN, "--steps", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "step 1/2" in printed
+    assert "val: score" in printed
+    assert f"to {out}" in printed
+    assert main([*TRAIN, "--out", str(out)]) == 2  # before any training
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_ctrl_c_saves_the_best_model_and_resume_continues(tmp_path, monkeypatch, capsys):
+    calls, step = [], engine.train_step
+
+    def interrupted_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C during the third step
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_step", interrupted_step)
+    out = tmp_path / "stopped.pt"
+    assert main([*TRAIN, "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "stopping after this step" in printed.err
+    assert "stopped at step 3 of 4" in printed.out
+    assert load_model(out, device="cpu").record["stopped_early"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stopped.pt", "stopped.state.pt"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    resumed = tmp_path / "resumed.pt"
+    state = tmp_path / "stopped.state.pt"
+    assert main([*TRAIN, "--out", str(resumed), "--resume", str(state)]) == 0
+    assert "resuming from" in capsys.readouterr().out
+    model = load_model(resumed, device="cpu")
+    assert model.record["steps_run"] == 4
+    assert not model.record["stopped_early"]
+
+
+def test_finetune_from_the_trained_model_on_a_tiff(trained, tmp_path, capsys):
+    movie = synthetic_timelapse(n_frames=3, shape=(48, 48), n_cells=4, seed=2)
+    tifffile.imwrite(tmp_path / "movie.tif", movie.image, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "labels.tif", movie.labels, photometric="minisblack")
+    out = tmp_path / "tuned.pt"
+    argv = [
+        "finetune", "--base", str(trained), "--images", str(tmp_path / "movie.tif"),
+        "--labels", str(tmp_path / "labels.tif"), "--frames", "0,2", "--steps", "2",
+        "--crop", "32", "--device", "cpu", "--out", str(out),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    model = load_model(out, device="cpu")
+    assert model.record["base_model"]["name"] == "tiny"
+    assert model.record["data"]["sources"][0]["frames"] == [0, 2]
+    assert model.record["steps"] == 2
+    assert main([*argv[:-1], str(tmp_path / "x.pt"), "--frames", "0,7"]) == 2
+    assert "frames must lie" in capsys.readouterr().err
+
+
+def test_models_lists_the_bundled_models(trained, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(checkpoint, "bundled_models_dir", lambda: tmp_path)
+    assert main(["models"]) == 0
+    assert "no bundled models" in capsys.readouterr().out
+    shutil.copy(trained, tmp_path / "tiny.pt")
+    assert main(["models"]) == 0
+    printed = capsys.readouterr().out
+    assert "tiny" in printed
+    assert "trained on: 2 synthetic movies" in printed
+    assert "validation: score" in printed
+    assert main(["models", "--json"]) == 0
+    assert '"name": "tiny"' in capsys.readouterr().out
+
+
+def test_finetune_with_a_missing_default_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(checkpoint, "bundled_models_dir", lambda: tmp_path)
+    image = np.zeros((32, 32), np.uint8)
+    tifffile.imwrite(tmp_path / "i.tif", image)
+    argv = ["finetune", "--images", str(tmp_path / "i.tif"), "--labels", str(tmp_path / "i.tif")]
+    assert main([*argv, "--out", str(tmp_path / "o.pt")]) == 2
+    assert "default model has not been trained" in capsys.readouterr().err
