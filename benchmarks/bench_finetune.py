@@ -21,7 +21,8 @@ import torch
 
 from napari_cosine_embed.core.checkpoint import EmbeddingModel, load_model
 from napari_cosine_embed.core.errors import InputError
-from napari_cosine_embed.core.synthetic import random_config, synthetic_timelapse
+from napari_cosine_embed.core.synthetic import synthetic_timelapse
+from napari_cosine_embed.core.synthetic_random import random_config
 from napari_cosine_embed.core.training import FINETUNE_DEFAULTS, finetune, from_arrays
 
 

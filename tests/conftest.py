@@ -29,28 +29,25 @@ def shared_data() -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def sim_plus(shared_data: Path) -> Path:
-    """The Fluo-N2DH-SIM+ sequence folder ``02`` (its ground truth is the sibling ``02_GT``)."""
-    path = shared_data / "ctc" / "Fluo-N2DH-SIM+" / "02"
+def _folder(path: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} not found")
     return path
+
+
+@pytest.fixture(scope="session")
+def sim_plus(shared_data: Path) -> Path:
+    """The Fluo-N2DH-SIM+ sequence folder ``02`` (its ground truth is the sibling ``02_GT``)."""
+    return _folder(shared_data / "ctc" / "Fluo-N2DH-SIM+" / "02")
 
 
 @pytest.fixture(scope="session")
 def gowt1(shared_data: Path) -> Path:
     """The Fluo-N2DH-GOWT1 sequence folder ``02`` (its ground truth is the sibling ``02_GT``)."""
-    path = shared_data / "ctc" / "Fluo-N2DH-GOWT1" / "02"
-    if not path.is_dir():
-        pytest.skip(f"{path} not found")
-    return path
+    return _folder(shared_data / "ctc" / "Fluo-N2DH-GOWT1" / "02")
 
 
 @pytest.fixture(scope="session")
 def dsb(shared_data: Path) -> Path:
     """The dsb2018-fluo folder (``images/``, ``masks/``, ``index.csv``)."""
-    path = shared_data / "dsb2018-fluo"
-    if not path.is_dir():
-        pytest.skip(f"{path} not found")
-    return path
+    return _folder(shared_data / "dsb2018-fluo")

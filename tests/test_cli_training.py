@@ -16,7 +16,7 @@ from napari_cosine_embed.cli import main
 from napari_cosine_embed.core import checkpoint
 from napari_cosine_embed.core.checkpoint import load_model
 from napari_cosine_embed.core.synthetic import synthetic_timelapse
-from napari_cosine_embed.core.training import engine
+from napari_cosine_embed.core.training import trainer
 
 TINY = "stacks=1,levels=2,filters=8,embedding_dim=4,input_stride=1"
 TRAIN = [
@@ -56,7 +56,7 @@ def test_train_prints_progress_and_refuses_to_overwrite(trained, capsys):
 
 
 def test_ctrl_c_saves_the_best_model_and_resume_continues(tmp_path, monkeypatch, capsys):
-    calls, step = [], engine.train_step
+    calls, step = [], trainer.train_step
 
     def interrupted_step(*args, **kwargs):
         calls.append(1)
@@ -64,7 +64,7 @@ def test_ctrl_c_saves_the_best_model_and_resume_continues(tmp_path, monkeypatch,
             signal.raise_signal(signal.SIGINT)  # Ctrl-C during the third step
         return step(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "train_step", interrupted_step)
+    monkeypatch.setattr(trainer, "train_step", interrupted_step)
     out = tmp_path / "stopped.pt"
     assert main([*TRAIN, "--out", str(out)]) == 0
     printed = capsys.readouterr()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _helpers import embed_labels
 from sklearn.metrics import adjusted_rand_score
 
 from napari_cosine_embed.core.errors import InputError
@@ -16,31 +17,7 @@ from napari_cosine_embed.core.grouping.meanshift import (
 )
 from napari_cosine_embed.core.synthetic import synthetic_image
 
-
-def embed_labels(labels, *, dim=16, noise=0.08, max_cos=0.3, seed=0):
-    """Unit embeddings: one random direction per label (0 included), all pairs at cosine
-    < max_cos, plus Gaussian noise, renormalised."""
-    rng = np.random.default_rng(seed)
-    ids, inverse = np.unique(labels, return_inverse=True)
-    dirs = []
-    while len(dirs) < ids.size:
-        v = rng.normal(size=dim)
-        v /= np.linalg.norm(v)
-        if all(v @ d < max_cos for d in dirs):
-            dirs.append(v)
-    emb = np.asarray(dirs)[inverse.reshape(labels.shape)].transpose(2, 0, 1)
-    emb = emb + noise * rng.normal(size=emb.shape)
-    return (emb / np.linalg.norm(emb, axis=0)).astype(np.float32)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Small kernels gain nothing from threads, and on a shared machine spinning OpenMP threads
-    make them 10-100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -7,36 +7,15 @@ import importlib.util
 
 import numpy as np
 import pytest
-import torch
+from _helpers import embed_labels
 
 from napari_cosine_embed.core.errors import InputError
 from napari_cosine_embed.core.grouping.tune import TuneResult, iter_tune, tune
 from napari_cosine_embed.core.synthetic import synthetic_image
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 HAS_HDBSCAN = importlib.util.find_spec("napari_cosine_embed.core.grouping.hdbscan") is not None
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # small kernels; spinning threads crawl on a shared machine
-    yield
-    torch.set_num_threads(before)
-
-
-def embed_labels(labels, *, dim=12, noise=0.08, max_cos=0.3, seed=0):
-    """One random unit direction per label (all pairs at cosine < max_cos), noise, renormalised."""
-    rng = np.random.default_rng(seed)
-    ids, inverse = np.unique(labels, return_inverse=True)
-    dirs = []
-    while len(dirs) < ids.size:
-        v = rng.normal(size=dim)
-        v /= np.linalg.norm(v)
-        if all(v @ d < max_cos for d in dirs):
-            dirs.append(v)
-    emb = np.asarray(dirs)[inverse.reshape(labels.shape)].transpose(2, 0, 1)
-    emb = emb + noise * rng.normal(size=emb.shape)
-    return (emb / np.linalg.norm(emb, axis=0)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +24,7 @@ def frames():
     for seed in (1, 2):
         _, labels = synthetic_image(shape=(96, 96), n_cells=6, seed=seed)
         gts.append(labels.astype(np.int32))
-        embs.append(embed_labels(labels, seed=seed))
+        embs.append(embed_labels(labels, dim=12, seed=seed))
     return embs, gts, [gt > 0 for gt in gts]
 
 

@@ -8,6 +8,7 @@ import dask.array as da
 import numpy as np
 import pytest
 import tifffile
+from _helpers import division_movie
 
 from napari_cosine_embed.core.errors import InputError, OutputExistsError
 from napari_cosine_embed.core.io import (
@@ -22,18 +23,6 @@ from napari_cosine_embed.core.io import (
     write_ctc_result,
     write_ctc_sequence,
 )
-
-
-def division_movie() -> tuple[np.ndarray, np.ndarray]:
-    """Six 16x16 frames: cell 1 divides into 2 and 3 at frame 3; cell 4 enters at frame 1."""
-    movie = np.zeros((6, 16, 16), dtype=np.uint16)
-    movie[0:3, 2:6, 2:6] = 1
-    movie[3:6, 1:3, 2:6] = 2
-    movie[3:6, 6:8, 2:6] = 3
-    movie[1:6, 10:14, 10:12] = 4
-    lineage = np.array([[1, 0, 2, 0], [2, 3, 5, 1], [3, 3, 5, 1], [4, 1, 5, 0]])
-    return movie, lineage
-
 
 # --- real data ------------------------------------------------------------------------------
 

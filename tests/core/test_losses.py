@@ -19,14 +19,7 @@ from napari_cosine_embed.core.losses import (
     pairwise_loss,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_cpu_thread():
-    """These tiny tensors gain nothing from threads, and on a busy CPU threads stall each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 DEVICES = [

@@ -21,14 +21,7 @@ from napari_cosine_embed.core.models import (
 from napari_cosine_embed.core.models import grouping as grouping_module
 from napari_cosine_embed.core.models import hourglass as hourglass_module
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, two threads mostly wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = ModelConfig(stacks=2, levels=3, filters=6, embedding_dim=4, input_stride=1)

@@ -12,10 +12,10 @@ from napari_cosine_embed.core.errors import InputError
 from napari_cosine_embed.core.synthetic import (
     SyntheticConfig,
     SyntheticMovie,
-    random_config,
     synthetic_image,
     synthetic_timelapse,
 )
+from napari_cosine_embed.core.synthetic_random import random_config
 
 SMALL = SyntheticConfig(shape=(96, 112), n_frames=12, n_cells=6, radius=(6.0, 10.0), seed=5)
 

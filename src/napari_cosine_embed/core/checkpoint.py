@@ -260,7 +260,7 @@ def _read_payload(path: Path) -> dict[str, Any]:
             f"file: {_why(exc)})"
         ) from exc
     if isinstance(payload, dict) and isinstance(payload.get("model"), dict):
-        payload = payload["model"]  # a training-state file (see training.engine) holds one
+        payload = payload["model"]  # a training-state file (see training.trainer) holds one
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         if isinstance(payload, dict) and {"config", "state_dict"} <= set(payload):
             return {

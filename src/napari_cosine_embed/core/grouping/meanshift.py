@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from ..device import resolve_device
 from ..errors import InputError
+from ._validate import check_embedding
 
 __all__ = ["MeanShiftGrouper", "blurring_meanshift", "meanshift_labels"]
 
@@ -45,15 +46,7 @@ SEEDINGS = ("farthest", "random")
 
 
 def _check_embedding(embedding, foreground) -> tuple[np.ndarray, np.ndarray]:
-    emb = np.asarray(embedding)
-    if emb.ndim != 3 or min(emb.shape) < 1:
-        raise InputError(f"embedding must have shape (D, Y, X), got {emb.shape}")
-    if not (
-        np.issubdtype(emb.dtype, np.floating)
-        or np.issubdtype(emb.dtype, np.integer)
-        or emb.dtype == bool
-    ):
-        raise InputError(f"embedding must be real numbers, got dtype {emb.dtype}")
+    emb = check_embedding(embedding)
     if foreground is None:
         fg = np.ones(emb.shape[1:], bool)
     else:

@@ -17,20 +17,13 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..errors import InputError
+from ._validate import check_embedding
 
 __all__ = ["seed_mask", "seediness"]
 
 
 def _unit(embedding) -> np.ndarray:
-    emb = np.asarray(embedding)
-    if emb.ndim != 3 or min(emb.shape) < 1:
-        raise InputError(f"embedding must have shape (D, Y, X), got {emb.shape}")
-    if not (
-        np.issubdtype(emb.dtype, np.floating)
-        or np.issubdtype(emb.dtype, np.integer)
-        or emb.dtype == bool
-    ):
-        raise InputError(f"embedding must be real numbers, got dtype {emb.dtype}")
+    emb = check_embedding(embedding)
     emb = emb.astype(np.float32, copy=False)
     norm = np.sqrt(np.einsum("dyx,dyx->yx", emb, emb))
     return emb / np.maximum(norm, 1e-12)

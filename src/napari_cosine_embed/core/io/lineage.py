@@ -84,6 +84,17 @@ def _as_lineage(lineage) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+def _presence_and_parents(labels, parents: Mapping[int, int] | None):
+    """Check the movie; its label -> frames map, and ``parents`` as a dict of labels in it."""
+    _check_movie(labels)
+    presence = _presence(labels)
+    parents = dict(parents or {})
+    unknown = sorted(set(parents) - set(presence))
+    if unknown:
+        raise InputError(f"parents given for labels that are not in the movie: {unknown[:10]}")
+    return presence, parents
+
+
 def lineage_from_labels(labels, *, parents: Mapping[int, int] | None = None) -> np.ndarray:
     """Derive the lineage table of a label movie.
 
@@ -110,12 +121,7 @@ def lineage_from_labels(labels, *, parents: Mapping[int, int] | None = None) -> 
     >>> lineage_from_labels(movie, parents={2: 1, 3: 1}).tolist()
     [[1, 0, 1, 0], [2, 2, 2, 1], [3, 2, 2, 1]]
     """
-    _check_movie(labels)
-    presence = _presence(labels)
-    parents = dict(parents or {})
-    unknown = sorted(set(parents) - set(presence))
-    if unknown:
-        raise InputError(f"parents given for labels that are not in the movie: {unknown[:10]}")
+    presence, parents = _presence_and_parents(labels, parents)
     rows = [
         [lab, frames[0], frames[-1], int(parents.get(lab, 0))]
         for lab, frames in sorted(presence.items())
@@ -158,12 +164,7 @@ def split_track_gaps(
     >>> lineage.tolist(), int(fixed[3, 0, 0])
     ([[1, 0, 1, 0], [2, 3, 3, 1]], 2)
     """
-    _check_movie(labels)
-    presence = _presence(labels)
-    parents = dict(parents or {})
-    unknown = sorted(set(parents) - set(presence))
-    if unknown:
-        raise InputError(f"parents given for labels that are not in the movie: {unknown[:10]}")
+    presence, parents = _presence_and_parents(labels, parents)
     out = np.array(labels)
     next_label = max(presence, default=0) + 1
     pieces: dict[int, list[list[int]]] = {}  # original label -> [[label, first, last], ...]

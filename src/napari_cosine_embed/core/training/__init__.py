@@ -23,17 +23,8 @@ from .data import (
     from_pairs,
     from_synthetic,
 )
-from .engine import (
-    FINETUNE_DEFAULTS,
-    TRAIN_STATE_FORMAT,
-    TrainConfig,
-    Trainer,
-    TrainingLoss,
-    evaluate,
-    finetune,
-    train,
-    train_step,
-)
+from .engine import FINETUNE_DEFAULTS, TrainConfig, TrainingLoss, evaluate, train_step
+from .trainer import TRAIN_STATE_FORMAT, Trainer, finetune, train
 
 __all__ = [
     "FINETUNE_DEFAULTS",

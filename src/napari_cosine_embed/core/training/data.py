@@ -12,12 +12,7 @@ with probability proportional to the pools' weights, so a batch of movie clips i
 down to single frames because a 2D image was drawn with it. Within a pool every labelled frame
 is equally likely.
 
-The DSB 2018 split
-------------------
-:func:`from_dsb` splits the images of ``dsb2018-fluo`` by a hash of their id: an image is held
-out when ``int(sha256(id).hexdigest()[:8], 16) % 5 == 0`` (about 20 %, 87 of the 428). The rule
-depends on nothing but the id, so it is the same on every machine and for every subset; held-out
-images are never used for training (asking for one raises), they are the validation set.
+:func:`from_dsb` uses the fixed train / held-out split of the DSB 2018 images (:mod:`.dsb`).
 """
 
 from __future__ import annotations
@@ -26,7 +21,6 @@ import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -35,6 +29,7 @@ import torch
 from ..errors import InputError
 from ..normalise import Normalisation
 from .augment import AugmentConfig, augment_clip, crop_clip
+from .dsb import dsb_held_out, read_dsb
 
 __all__ = [
     "Batch",
@@ -214,7 +209,7 @@ def from_synthetic(
     weight: float = 1.0,
     **fixed: Any,
 ) -> TrainingData:
-    """Synthetic movies under varied imaging conditions (:func:`random_config`).
+    """Synthetic movies under varied imaging conditions (:func:`.synthetic_random.random_config`).
 
     Parameters
     ----------
@@ -238,7 +233,8 @@ def from_synthetic(
     >>> len(data), data.describe()["summary"]
     (6, '2 synthetic movies (3 frames of 64x64, seeds 0-1)')
     """
-    from ..synthetic import random_config, synthetic_timelapse
+    from ..synthetic import synthetic_timelapse
+    from ..synthetic_random import random_config
 
     if n_movies < 1:
         raise InputError(f"n_movies must be at least 1, got {n_movies}")
@@ -296,15 +292,6 @@ def from_pairs(
     return TrainingData.from_sequences(sequences, description, weight=weight)
 
 
-def dsb_held_out(image_id: str) -> bool:
-    """Whether a dsb2018-fluo image is in the held-out (validation) part; see module notes."""
-    return int(hashlib.sha256(image_id.encode()).hexdigest()[:8], 16) % 5 == 0
-
-
-def _dsb_ids(folder: Path) -> list[str]:
-    return sorted(p.stem for p in (folder / "images").glob("*.tif"))
-
-
 def from_dsb(
     folder: str | os.PathLike,
     ids: Sequence[str] | None = None,
@@ -323,42 +310,17 @@ def from_dsb(
         Image ids to use (default: every id of ``split``). With ``split="train"`` a held-out
         id raises :class:`InputError`.
     split : {"train", "held_out"}, keyword-only
-        Which side of the fixed split (module notes) to take.
+        Which side of the fixed split (:mod:`.dsb`) to take.
     limit : int, optional
         Use only the first ``limit`` ids (sorted), e.g. a small validation set.
     weight : float, keyword-only
         Relative chance that a batch comes from this pool.
     """
-    import tifffile
-
-    folder = Path(folder)
-    if split not in ("train", "held_out"):
-        raise ValueError(f"split must be 'train' or 'held_out', got {split!r}")
-    if not (folder / "images").is_dir() or not (folder / "masks").is_dir():
-        raise InputError(f"{folder}: expected the dsb2018-fluo layout (images/, masks/)")
-    want_held_out = split == "held_out"
-    if ids is None:
-        ids = [i for i in _dsb_ids(folder) if dsb_held_out(i) == want_held_out]
-    else:
-        wrong = [i for i in ids if dsb_held_out(i) != want_held_out]
-        if wrong:
-            raise InputError(
-                f"{len(wrong)} of the given ids belong to the other side of the split "
-                f"(e.g. {wrong[0]}); held-out images are never used for training"
-            )
-    ids = sorted(ids)[:limit]
-    sequences = []
-    for image_id in ids:
-        try:
-            image = tifffile.imread(folder / "images" / f"{image_id}.tif")
-            mask = tifffile.imread(folder / "masks" / f"{image_id}.tif")
-        except (OSError, ValueError) as exc:
-            raise InputError(f"{folder}: cannot read image {image_id} ({exc})") from exc
-        sequences.append(
-            LabelledSequence(
-                image[None], mask[None].astype(np.int32), np.ones(1, bool), name=image_id
-            )
-        )
+    ids, pairs = read_dsb(folder, ids, split=split, limit=limit)
+    sequences = [
+        LabelledSequence(image[None], mask[None].astype(np.int32), np.ones(1, bool), name=image_id)
+        for image_id, (image, mask) in zip(ids, pairs, strict=True)
+    ]
     description = {
         "kind": "dsb2018-fluo",
         "summary": f"{len(ids)} dsb2018-fluo {split.replace('_', '-')} images (CC0)",

@@ -1,116 +1,21 @@
-"""The ``napari-cosine-embed`` command line: the same core functions the plugin uses.
-
-Subcommands appear here only once they work end to end:
-
-``sample OUT_DIR``
-    Write a synthetic nuclei time-lapse as a Cell Tracking Challenge dataset
-    (``OUT_DIR/01/tNNN.tif`` and its exact ground truth in ``OUT_DIR/01_GT``).
-``evaluate --gt GT --res RES``
-    Print scores as JSON: SEG/DET/TRA for CTC folders, AP/F1 for folders of 2D label images.
-``train --out MODEL.pt [--synthetic-movies N] [--dsb DIR] [--steps N] ...``
-    Train an embedding network from scratch on synthetic movies and/or the CC0 DSB 2018
-    images, printing progress; validates on held-out data and saves the best model. Ctrl-C
-    stops after the current step and still saves the best model so far; the training state
-    (``MODEL.state.pt``) lets ``--resume`` continue exactly where it stopped.
-``finetune --base default|MODEL.pt --images IMG --labels LAB --out MODEL.pt``
-    Fine-tune a model on a few curated frames of your own movie (TIFF stacks or CTC folders).
-``models``
-    List the bundled models: size, training data, validation scores.
-"""
+"""Model commands: ``train`` from scratch, ``finetune`` on curated frames, list ``models``."""
 
 from __future__ import annotations
 
 import argparse
-import json
+import functools
+import operator
 import sys
-from collections.abc import Sequence
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 
-from . import __version__
-from .core.errors import InputError, OutputExistsError
-
-
-def _cmd_sample(args: argparse.Namespace) -> int:
-    from .core.io._atomic import atomic_folder
-    from .core.io.ctc import write_ctc_gt, write_ctc_sequence
-    from .core.synthetic import SyntheticConfig, synthetic_timelapse
-
-    overrides = {
-        "n_frames": args.frames,
-        "shape": tuple(args.size),
-        "n_cells": args.cells,
-        "seed": args.seed,
-    }
-    known = {f.name for f in fields(SyntheticConfig)}
-    config = SyntheticConfig(**{k: v for k, v in overrides.items() if k in known})
-    movie = synthetic_timelapse(config)
-    seq = args.sequence
-    with atomic_folder(args.out_dir, overwrite=args.overwrite) as tmp:
-        write_ctc_sequence(tmp / seq, movie.image)
-        write_ctc_gt(tmp / f"{seq}_GT", tra=movie.labels, lineage=movie.lineage, seg=movie.labels)
-        settings = {"generator": "napari_cosine_embed.core.synthetic", "version": __version__}
-        settings["config"] = asdict(config)
-        (tmp / "synthetic_config.json").write_text(json.dumps(settings, indent=2) + "\n")
-    n_div = int((movie.lineage[:, 3] > 0).sum()) // 2
-    print(
-        f"wrote {args.out_dir / seq} ({movie.image.shape[0]} frames of "
-        f"{movie.image.shape[1]}x{movie.image.shape[2]}, {len(movie.lineage)} tracks, "
-        f"{n_div} divisions) and its ground truth {args.out_dir / (seq + '_GT')}"
-    )
-    return 0
-
-
-def _label_images(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in (".tif", ".tiff")}
-
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .core import metrics
-
-    gt, res = Path(args.gt), Path(args.res)
-    for name, folder in (("--gt", gt), ("--res", res)):
-        if not folder.is_dir():
-            raise InputError(f"{name} {folder} is not a folder")
-    if (gt / "SEG").is_dir() or (gt / "TRA").is_dir():
-        measures = tuple(m.strip().upper() for m in args.measures.split(",") if m.strip())
-        scores = metrics.ctc_scores(gt, res, measures=measures)
-        report = {"kind": "ctc", "gt": str(gt), "res": str(res), **scores}
-    else:
-        import tifffile
-
-        gts, preds = _label_images(gt), _label_images(res)
-        if not gts:
-            raise InputError(f"{gt} has neither SEG/TRA folders (CTC) nor label TIFFs")
-        missing = sorted(set(gts) - set(preds))
-        if missing:
-            raise InputError(
-                f"{len(missing)} ground-truth images have no result of the same name in {res}, "
-                f"e.g. {missing[0]}.tif"
-            )
-        names = sorted(gts)
-        scores = metrics.instance_scores(
-            [tifffile.imread(gts[n]) for n in names], [tifffile.imread(preds[n]) for n in names]
-        )
-        report = {"kind": "instances", "gt": str(gt), "res": str(res), "n_images": len(names)}
-        report.update(scores)
-    print(json.dumps(report, indent=2, default=_json_default))
-    return 0
-
-
-def _json_default(value):
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot serialise {type(value).__name__}")
+from ..core.errors import InputError, OutputExistsError
+from ._common import print_json
 
 
 def _parse_model_config(text: str):
     """``stacks=2,levels=4,recurrent=false`` -> ModelConfig (values typed by the field)."""
-    from .core.models import ModelConfig
+    from ..core.models import ModelConfig
 
     defaults = ModelConfig()
     values = {}
@@ -141,10 +46,14 @@ def _parse_model_config(text: str):
         raise InputError(f"--config: {err}") from None
 
 
-def _check_out(path: Path, overwrite: bool) -> None:
+def _prepare_run(args: argparse.Namespace) -> None:
+    import torch
+
     # Refuse before hours of training, not after.
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} already exists; pass --overwrite to replace it")
+    if args.out.exists() and not args.overwrite:
+        raise OutputExistsError(f"{args.out} already exists; pass --overwrite to replace it")
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
 
 def _format_step(info: dict, started_step: int, wall: float) -> str:
@@ -180,7 +89,7 @@ def _run_trainer(trainer, out: Path, *, overwrite: bool, log_every: int) -> int:
     import signal
     import time
 
-    from .core.checkpoint import save_model
+    from ..core.checkpoint import save_model
 
     stop = []
 
@@ -219,45 +128,30 @@ def _run_trainer(trainer, out: Path, *, overwrite: bool, log_every: int) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from .core.checkpoint import EmbeddingModel
-    from .core.training import TrainConfig, Trainer, from_dsb, from_synthetic
+    from ..core.checkpoint import EmbeddingModel
+    from ..core.training import TrainConfig, Trainer, from_dsb, from_synthetic
 
-    _check_out(args.out, args.overwrite)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _prepare_run(args)
+    synthetic = functools.partial(
+        from_synthetic,
+        shape=(args.synthetic_size, args.synthetic_size),
+        n_frames=args.synthetic_frames,
+    )
     parts = []
     if args.synthetic_movies:
         print(f"simulating {args.synthetic_movies} synthetic movies...", flush=True)
-        parts.append(
-            from_synthetic(
-                args.synthetic_movies,
-                seed=args.seed * 10_000,
-                shape=(args.synthetic_size, args.synthetic_size),
-                n_frames=args.synthetic_frames,
-            )
-        )
+        parts.append(synthetic(args.synthetic_movies, seed=args.seed * 10_000))
     if args.dsb is not None:
         parts.append(from_dsb(args.dsb, split="train"))
     if not parts:
         raise InputError("no training data: give --synthetic-movies N and/or --dsb DIR")
-    data = parts[0]
-    for part in parts[1:]:
-        data = data + part
+    data = functools.reduce(operator.add, parts)
     val_parts = []
     if args.val_synthetic:
-        val_parts.append(
-            from_synthetic(
-                args.val_synthetic,
-                seed=1_000_000,
-                shape=(args.synthetic_size, args.synthetic_size),
-                n_frames=args.synthetic_frames,
-            )
-        )
+        val_parts.append(synthetic(args.val_synthetic, seed=1_000_000))
     if args.dsb is not None and args.val_dsb:
         val_parts.append(from_dsb(args.dsb, split="held_out", limit=args.val_dsb))
-    val_data = None
-    for part in val_parts:
-        val_data = part if val_data is None else val_data + part
+    val_data = functools.reduce(operator.add, val_parts) if val_parts else None
     config = TrainConfig(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -295,7 +189,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _read_labels(path: Path, n_frames: int):
     """Labels from a TIFF (Y, X) / (T, Y, X), a CTC GT folder (its SEG) or a CTC sequence."""
-    from .core.io import find_gt_folder, is_ctc_sequence_folder, read_any, read_ctc_gt
+    from ..core.io import find_gt_folder, is_ctc_sequence_folder, read_any, read_ctc_gt
 
     if path.is_dir() and not is_ctc_sequence_folder(path):
         gt = read_ctc_gt(path)
@@ -317,15 +211,12 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     import numpy as np
-    import torch
 
-    from .core.checkpoint import load_model
-    from .core.io import read_any
-    from .core.training import FINETUNE_DEFAULTS, Trainer, from_arrays
+    from ..core.checkpoint import load_model
+    from ..core.io import read_any
+    from ..core.training import FINETUNE_DEFAULTS, Trainer, from_arrays
 
-    _check_out(args.out, args.overwrite)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _prepare_run(args)
     base = load_model(args.base, device=args.device)
     image = np.asarray(read_any(args.images).image)
     if image.ndim == 2:
@@ -364,11 +255,11 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .core.checkpoint import bundled_models_dir, list_models
+    from ..core.checkpoint import bundled_models_dir, list_models
 
     listing = list_models()
     if args.json:
-        print(json.dumps(listing, indent=2, default=_json_default))
+        print_json(listing)
         return 0
     if not listing:
         print(f"no bundled models in {bundled_models_dir()}")
@@ -391,42 +282,29 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (exposed for tests and documentation)."""
-    parser = argparse.ArgumentParser(
-        prog="napari-cosine-embed",
-        description="Segment and track microscopy time-lapses with cosine pixel embeddings.",
+def _add_run_options(
+    p: argparse.ArgumentParser, *, steps: int, batch_size: int, clip_length: int, lr: float
+) -> None:
+    """The options ``train`` and ``finetune`` share (their defaults differ)."""
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--crop", type=int, default=192)
+    p.add_argument(
+        "--clip-length",
+        type=int,
+        default=clip_length,
+        help=f"frames per movie clip (default {clip_length})",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser(
-        "sample",
-        help="write a synthetic nuclei time-lapse with exact ground truth (CTC layout)",
-        description="Write OUT_DIR/<seq>/tNNN.tif and OUT_DIR/<seq>_GT/{SEG,TRA} for a seeded "
-        "synthetic movie of moving, touching and dividing nuclei.",
-    )
-    p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
-    p.add_argument("--frames", type=int, default=50, help="number of frames (default 50)")
-    p.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("Y", "X"))
-    p.add_argument("--cells", type=int, default=14, help="nuclei in the first frame")
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sequence", default="01", help="sequence name (default 01)")
-    p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
-    p.set_defaults(func=_cmd_sample)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
-    p = sub.add_parser(
-        "evaluate",
-        help="score results against ground truth; prints JSON",
-        description="With a CTC ground-truth folder (SEG/, TRA/) print SEG, DET and TRA as the "
-        "Cell Tracking Challenge defines them; with a folder of 2D label TIFFs, match results "
-        "by file stem and print AP and F1 at IoU 0.5 and mean AP over IoU 0.5:0.95.",
-    )
-    p.add_argument("--gt", required=True, type=Path, help="ground-truth folder")
-    p.add_argument("--res", required=True, type=Path, help="result folder")
-    p.add_argument("--measures", default="SEG,DET,TRA", help="CTC measures (default SEG,DET,TRA)")
-    p.set_defaults(func=_cmd_evaluate)
 
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register ``train``, ``finetune`` and ``models``."""
     p = sub.add_parser(
         "train",
         help="train an embedding network (synthetic movies and/or DSB 2018 images)",
@@ -457,21 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--val-dsb", type=int, default=24, metavar="N", help="held-out DSB images (default 24)"
     )
-    p.add_argument("--steps", type=int, default=2500)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--crop", type=int, default=192)
-    p.add_argument("--clip-length", type=int, default=2, help="frames per movie clip (default 2)")
+    _add_run_options(p, steps=2500, batch_size=4, clip_length=2, lr=1e-3)
     p.add_argument(
         "--bptt", type=int, default=0, help="frames per truncated-BPTT segment (0: whole clip)"
     )
-    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--config", default="", help="network, e.g. stacks=2,levels=4,filters=32")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-every", type=int, default=250)
-    p.add_argument("--log-every", type=int, default=10)
     p.add_argument(
         "--checkpoint-every", type=int, default=250, help="save the training state every N steps"
     )
@@ -479,7 +349,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", type=Path, metavar="STATE", help="continue from a training-state file"
     )
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(
@@ -498,39 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--frames", default="", help="curated frames, e.g. 0,5,9 (default: frames with labels)"
     )
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--batch-size", type=int, default=2)
-    p.add_argument("--crop", type=int, default=192)
-    p.add_argument("--clip-length", type=int, default=1)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--overwrite", action="store_true")
+    _add_run_options(p, steps=200, batch_size=2, clip_length=1, lr=2e-4)
     p.set_defaults(func=_cmd_finetune)
 
     p = sub.add_parser("models", help="list the bundled models")
     p.add_argument("--json", action="store_true", help="print the listing as JSON")
     p.set_defaults(func=_cmd_models)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``napari-cosine-embed`` console script."""
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (InputError, OutputExistsError) as err:
-        print(f"napari-cosine-embed {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(
-            f"napari-cosine-embed {args.command}: interrupted; nothing was left half-written",
-            file=sys.stderr,
-        )
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Random :class:`~napari_cosine_embed.core.synthetic.SyntheticConfig` draws: training data
+that covers many imaging conditions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .synthetic import SyntheticConfig
+
+__all__ = ["random_config"]
+
+
+def random_config(*, seed: int, **fixed) -> SyntheticConfig:
+    """Draw a varied configuration, for training data that covers many imaging conditions.
+
+    The draws span dim, photon-starved nuclei with bright chromatin clumps on a camera offset
+    (like Fluo-N2DH-SIM+) and large, smooth, very unevenly bright nuclei with dark nucleoli on
+    a black background (like Fluo-N2DH-GOWT1), with typical diameters from 12 to 60 px.
+
+    Parameters
+    ----------
+    seed : int
+        Seeds the draw and becomes the configuration's seed.
+    **fixed
+        Fields to set rather than draw, e.g. ``shape`` or ``n_frames``.
+
+    Returns
+    -------
+    SyntheticConfig
+
+    Examples
+    --------
+    >>> cfg = random_config(seed=4, shape=(128, 128), n_frames=1)
+    >>> cfg.shape, cfg.n_frames, cfg.seed
+    ((128, 128), 1, 4)
+    """
+    rng = np.random.default_rng(seed)
+
+    def uni(lo: float, hi: float) -> float:
+        return float(rng.uniform(lo, hi))
+
+    def log(lo: float, hi: float) -> float:  # log-uniform
+        return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+    shape = tuple(fixed.get("shape", (256, 256)))
+    mid, low, cycle, coin = log(6, 30), log(1.5, 60), uni(20, 80), rng.integers(2, size=3).tolist()
+    high, dtype = low * log(1.5, 15), ("uint8", "uint16")[coin[0]]
+    offset = uni(0, 120) if dtype == "uint16" else uni(5, 30) * coin[1]
+    gain = log(0.5, 5) if dtype == "uint16" else min(log(0.5, 5), (250 - offset) / (2 * high))
+    drawn = {
+        "shape": shape, "radius": (0.75 * mid, 1.3 * mid), "cycle_length": (cycle, 2 * cycle),
+        "n_cells": max(2, int(uni(0.03, 0.3) * np.prod(shape) / (np.pi * mid**2))),  # 3-30% cover
+        "aspect": (1.0, uni(1.1, 1.8)), "deformation": uni(0.02, 0.15),
+        "speed": uni(0.5, 1 + 0.15 * mid), "brightness": (low, high), "texture": uni(0, 1),
+        "nucleoli": int(rng.integers(4)), "dome": uni(0, 1), "out_of_focus": uni(0, 0.3) * coin[2],
+        "background": uni(0, 0.5) * low, "illumination": uni(0, 0.4), "offset": offset,
+        "gain": gain, "read_noise": uni(0.3, 5), "blur": uni(0.5, 2.5), "bleaching": uni(0, 0.01),
+        "dtype": dtype, "seed": seed,
+    }  # fmt: skip
+    return SyntheticConfig(**{**drawn, **fixed})
