@@ -46,6 +46,8 @@ def _score(model, frames: list[tuple[np.ndarray, np.ndarray]]) -> dict:
         seconds.append((time.perf_counter() - t0) / emb.shape[0])
         for t in range(emb.shape[0]):
             lab = labels if labels.ndim == 2 else labels[t]
+            if not lab.any():  # context frames of a CTC clip: seen by the network, not scored
+                continue
             results.append(embedding_quality(emb[t], lab, neighbour_radius=5.0))
             ious.append(_fg_iou(None if fg is None else fg[t], lab))
     out = aggregate_quality(results)
@@ -117,7 +119,7 @@ def main() -> None:
     for name, frames in sets.items():
         s = _score(model, frames)
         print(
-            f"| {name} | {len(frames)} | {s['n_instances']} | {s['n_pairs']} | "
+            f"| {name} | {s['n_frames']} | {s['n_instances']} | {s['n_pairs']} | "
             f"{s['neighbour_separation']:.3f} | {s['within_cosine']:.3f} | {s['fg_iou']:.3f} |"
         )
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .core.checkpoint import load_model
-    from .core.embed import embed, iter_embed
+    from .core.embed import embed, embed_with_foreground, iter_embed
     from .core.grouping import HDBSCANGrouper, meanshift_labels, seed_mask
 
 __version__ = "0.1.0"
@@ -30,6 +30,7 @@ _LAZY = {
     "load_model": ".core.checkpoint",
     "embed": ".core.embed",
     "iter_embed": ".core.embed",
+    "embed_with_foreground": ".core.embed",
     "HDBSCANGrouper": ".core.grouping",
     "meanshift_labels": ".core.grouping",
     "seed_mask": ".core.grouping",
@@ -39,6 +40,7 @@ __all__ = [
     "HDBSCANGrouper",
     "__version__",
     "embed",
+    "embed_with_foreground",
     "iter_embed",
     "load_model",
     "meanshift_labels",

@@ -129,6 +129,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from ..core.checkpoint import EmbeddingModel
+    from ..core.losses import LossConfig
     from ..core.training import TrainConfig, Trainer, from_dsb, from_synthetic
 
     _prepare_run(args)
@@ -165,6 +166,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         val_every=args.val_every,
         log_every=args.log_every,
         checkpoint_every=args.checkpoint_every,
+        loss=LossConfig(name=args.loss),
+        neighbour_radius=args.neighbour_radius,
+        foreground_weight=args.foreground_weight,
     )
     state_path = args.state or args.out.with_name(args.out.stem + ".state.pt")
     model = None
@@ -341,6 +345,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--config", default="", help="network, e.g. stacks=2,levels=4,filters=32")
+    p.add_argument(
+        "--loss",
+        choices=("cosine", "pairwise", "discriminative"),
+        default="cosine",
+        help="embedding loss: Payer's cosine (default), Kong & Fowlkes' pairwise, "
+        "De Brabandere's discriminative",
+    )
+    p.add_argument(
+        "--neighbour-radius",
+        type=float,
+        default=5.0,
+        help="pixels within which other instances are pushed apart (cosine loss; default 5)",
+    )
+    p.add_argument(
+        "--foreground-weight", type=float, default=1.0, help="weight of the foreground BCE"
+    )
     p.add_argument("--val-every", type=int, default=250)
     p.add_argument(
         "--checkpoint-every", type=int, default=250, help="save the training state every N steps"
