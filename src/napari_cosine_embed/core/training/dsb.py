@@ -2,7 +2,7 @@
 
 The split
 ---------
-An image is held out when ``int(sha256(id).hexdigest()[:8], 16) % 5 == 0`` (about 20 %, 87 of
+An image is held out when ``int(sha256(id).hexdigest()[:8], 16) % 5 == 0`` (about 20 %, 94 of
 the 428). The rule depends on nothing but the id, so it is the same on every machine and for
 every subset; held-out images are never used for training (asking for one raises), they are the
 validation set.
