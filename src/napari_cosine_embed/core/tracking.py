@@ -1,0 +1,500 @@
+"""Tracking: link instances over time into tracks with divisions, the CTC way.
+
+Two layers share one track builder, so the segmentation of a frame may come from anywhere:
+
+- :func:`link_labels` links per-frame instance labels by overlap alone: a one-to-one
+  assignment (Hungarian) on the IoU of the instances of frames ``t`` and ``t + 1``, and a
+  division where two instances of ``t + 1`` both lie mostly inside one of ``t``.
+- :func:`track_pairs` is the tracking of Payer et al. (2018): pixels of two consecutive
+  frames are clustered together (embeddings plus scaled coordinates), so an instance seen in
+  both frames is one cluster; a cluster of frame ``t`` whose pixels in ``t + 1`` form two
+  separate pieces is a division. Pair ``(t, t + 1)`` is joined to pair ``(t + 1, t + 2)`` by the
+  highest-IoU instance on the frame they share. Instances a pair leaves unlinked (a daughter
+  whose embedding differs from her mother's, say) fall back to the overlap linking.
+
+Both then clean up the tracks: a division whose child is much smaller than its sibling, or
+whose child ends (without children) within ``min_split_frames`` frames, is merged back into
+one track; tracks shorter than ``min_track_length`` are dropped; a track that ends and one
+that starts near it at most ``max_gap`` frames later are joined. A CTC label covers
+consecutive frames only, so a bridged gap keeps the continuation's own label and records the
+earlier piece as its parent (as :func:`~.io.lineage.split_track_gaps` does); the gap frames
+are not filled.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from .errors import InputError
+from .grouping import HDBSCANGrouper, relabel_consecutive, split_components
+from .io.lineage import tracks_from_labels
+
+__all__ = ["TrackingResult", "link_labels", "track_pairs"]
+
+
+@dataclass
+class TrackingResult:
+    """Tracks of a movie.
+
+    Attributes
+    ----------
+    labels : ndarray of shape (T, Y, X), uint16 or uint32
+        Track ids ``1 .. N``, 0 for background.
+    lineage : ndarray of shape (N, 4), int64
+        CTC rows ``[label, first_frame, last_frame, parent]``, sorted by label.
+    tracks : ndarray of shape (M, 4), float64
+        napari Tracks data ``[track_id, t, y, x]`` (centroids).
+    graph : dict of int to list of int
+        napari Tracks graph ``{child: [parent]}``.
+    """
+
+    labels: np.ndarray
+    lineage: np.ndarray
+    tracks: np.ndarray
+    graph: dict[int, list[int]]
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray, na: int, nb: int) -> np.ndarray:
+    """Pixel counts of every pair of ids, shape (na + 1, nb + 1) (row/column 0: background)."""
+    fg = (a > 0) | (b > 0)
+    pair = a[fg].astype(np.int64) * (nb + 1) + b[fg]
+    inter = np.bincount(pair, minlength=(na + 1) * (nb + 1)).reshape(na + 1, nb + 1)
+    inter[0, 0] = np.count_nonzero(~fg)
+    return inter
+
+
+def _link_pair(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    min_iou: float,
+    min_child_overlap: float,
+    free_a: np.ndarray | None = None,
+    free_b: np.ndarray | None = None,
+) -> dict[int, list[int]]:
+    """Overlap links ``{i: [j, ...]}`` from ids of frame ``a`` (1..na) to those of ``b``.
+
+    ``free_a``/``free_b`` (boolean, indexed by id) restrict linking to those instances.
+    """
+    na, nb = int(a.max(initial=0)), int(b.max(initial=0))
+    if na == 0 or nb == 0:
+        return {}
+    inter = _overlaps(a, b, na, nb)
+    area_a, area_b = inter.sum(1)[1:], inter.sum(0)[1:]
+    inter = inter[1:, 1:].astype(np.float64)
+    if free_a is not None:
+        inter[~free_a[1:]] = 0
+    if free_b is not None:
+        inter[:, ~free_b[1:]] = 0
+    iou = inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1)
+    rows, cols = linear_sum_assignment(iou, maximize=True)
+    good = iou[rows, cols] >= min_iou
+    children = {int(i): [int(j)] for i, j in zip(rows[good], cols[good], strict=True)}
+    parent_of = {j[0]: i for i, j in children.items()}
+    # A division: two instances of b that both lie mostly inside one instance of a.
+    inside = inter / np.maximum(area_b[None, :], 1) >= min_child_overlap
+    for i in np.flatnonzero(inside.sum(1) >= 2):
+        cand = [int(j) for j in np.flatnonzero(inside[i]) if parent_of.get(int(j), i) == i]
+        if len(cand) < 2:
+            continue
+        pair = sorted(cand, key=lambda j: -inter[i, j])[:2]
+        for j in children.get(int(i), []):
+            parent_of.pop(j, None)
+        children[int(i)] = pair
+        parent_of.update(dict.fromkeys(pair, int(i)))
+    return {i + 1: [j + 1 for j in js] for i, js in children.items()}
+
+
+class _TrackTable:
+    """Per-frame instances (nodes), the track each belongs to, and the tracks' lineage."""
+
+    def __init__(self, frames: list[np.ndarray], edges: list[dict[int, list[int]]]) -> None:
+        self.frames = frames  # (Y, X) int32 node ids 1..n_t per frame
+        self.n_frames = len(frames)
+        yy, xx = np.indices(frames[0].shape) if frames else (None, None)
+        self.area, self.cy, self.cx, self.track_of = [], [], [], []
+        for f in frames:
+            n = int(f.max(initial=0)) + 1
+            area = np.bincount(f.ravel(), minlength=n).astype(np.float64)
+            self.area.append(area)
+            self.cy.append(np.bincount(f.ravel(), yy.ravel(), n) / np.maximum(area, 1))
+            self.cx.append(np.bincount(f.ravel(), xx.ravel(), n) / np.maximum(area, 1))
+            self.track_of.append(np.zeros(n, np.int64))
+        self.table: dict[int, list[int]] = {}  # track -> [first, last, parent]
+        for t in range(self.n_frames):
+            parent = np.zeros(len(self.track_of[t]), np.int64)
+            single = np.zeros(len(self.track_of[t]), bool)
+            if t > 0:
+                for i, js in edges[t - 1].items():
+                    for j in js:
+                        parent[j] = self.track_of[t - 1][i]
+                        single[j] = len(js) == 1
+            for j in range(1, len(parent)):
+                if single[j]:
+                    self.track_of[t][j] = parent[j]
+                    self.table[parent[j]][1] = t
+                else:
+                    new = len(self.table) + 1
+                    self.table[new] = [t, t, int(parent[j])]
+                    self.track_of[t][j] = new
+
+    def children(self) -> dict[int, list[int]]:
+        kids: dict[int, list[int]] = {}
+        for tid, (_, _, parent) in sorted(self.table.items()):
+            if parent:
+                kids.setdefault(parent, []).append(tid)
+        return kids
+
+    def length(self, tid: int) -> int:
+        return self.table[tid][1] - self.table[tid][0] + 1
+
+    def area_at(self, tid: int, t: int) -> float:
+        return float(self.area[t][self.track_of[t] == tid].sum())
+
+    def centroid_at(self, tid: int, t: int) -> np.ndarray:
+        mask = self.track_of[t] == tid
+        w = self.area[t][mask]
+        return np.array([self.cy[t][mask] @ w, self.cx[t][mask] @ w]) / max(w.sum(), 1)
+
+    def merge(self, src: int, dst: int) -> None:
+        """Give track ``src``'s instances to ``dst``; ``src``'s children become ``dst``'s."""
+        first, last, _ = self.table.pop(src)
+        for t in range(first, last + 1):
+            self.track_of[t][self.track_of[t] == src] = dst
+        self.table[dst][0] = min(self.table[dst][0], first)
+        self.table[dst][1] = max(self.table[dst][1], last)
+        for row in self.table.values():
+            if row[2] == src:
+                row[2] = dst
+
+    def drop(self, tid: int) -> None:
+        first, last, _ = self.table.pop(tid)
+        for t in range(first, last + 1):
+            self.track_of[t][self.track_of[t] == tid] = 0
+        for row in self.table.values():
+            if row[2] == tid:
+                row[2] = 0
+
+    def merge_false_splits(self, min_split_frames: int, min_child_ratio: float) -> None:
+        changed = True
+        while changed:
+            changed = False
+            kids = self.children()
+            for parent, pair in kids.items():
+                if len(pair) != 2:
+                    continue
+                first = self.table[pair[0]][0]
+                size = {k: self.area_at(k, first) for k in pair}
+                bad = [
+                    k
+                    for k in pair
+                    if size[k] < min_child_ratio * max(size.values())
+                    or (
+                        k not in kids
+                        and self.length(k) < min_split_frames
+                        and self.table[k][1] < self.n_frames - 1
+                    )
+                ]
+                if not bad:
+                    continue
+                gone = min(bad, key=lambda k: (self.length(k), size[k]))
+                kept = pair[1] if gone == pair[0] else pair[0]
+                if self.table[gone][1] > self.table[kept][1] and kept in kids:
+                    continue  # the merged track would outlive its own children's start
+                self.merge(gone, kept)
+                self.merge(kept, parent)
+                changed = True
+                break
+
+    def join_single_children(self) -> None:
+        for parent, kids in self.children().items():
+            if len(kids) == 1 and self.table[kids[0]][0] == self.table[parent][1] + 1:
+                self.merge(kids[0], parent)
+
+    def bridge_gaps(self, max_gap: int, max_distance: float) -> None:
+        kids = self.children()
+        ends = [k for k, r in self.table.items() if k not in kids and r[1] < self.n_frames - 2]
+        starts = [k for k, r in self.table.items() if r[2] == 0 and r[0] >= 2]
+        if not ends or not starts:
+            return
+        cost = np.full((len(ends), len(starts)), np.inf)
+        for a, e in enumerate(ends):
+            last = self.table[e][1]
+            here = self.centroid_at(e, last)
+            for b, s in enumerate(starts):
+                first = self.table[s][0]
+                if 1 <= first - last - 1 <= max_gap:
+                    d = float(np.linalg.norm(self.centroid_at(s, first) - here))
+                    cost[a, b] = d if d <= max_distance else np.inf
+        finite = np.isfinite(cost)
+        rows, cols = linear_sum_assignment(np.where(finite, cost, 1e12))
+        for a, b in zip(rows, cols, strict=True):
+            if finite[a, b]:
+                self.table[starts[b]][2] = ends[a]
+
+    def result(self) -> TrackingResult:
+        ids = sorted(self.table)
+        new = {old: n for n, old in enumerate(ids, start=1)}
+        new[0] = 0
+        dtype = np.uint16 if len(ids) < 1 << 16 else np.uint32
+        lut_of = [np.array([new[int(v)] for v in tof], dtype) for tof in self.track_of]
+        labels = np.stack([lut[f] for lut, f in zip(lut_of, self.frames, strict=True)])
+        lineage = np.array(
+            [[new[k], *self.table[k][:2], new[self.table[k][2]]] for k in ids], np.int64
+        ).reshape(-1, 4)
+        tracks, graph = tracks_from_labels(labels, lineage)
+        return TrackingResult(labels, lineage, tracks, graph)
+
+
+def _finish(
+    frames: list[np.ndarray],
+    edges: list[dict[int, list[int]]],
+    *,
+    min_track_length: int,
+    min_split_frames: int,
+    min_child_ratio: float,
+    max_gap: int,
+    max_gap_distance: float,
+) -> TrackingResult:
+    table = _TrackTable(frames, edges)
+    table.merge_false_splits(min_split_frames, min_child_ratio)
+    for tid in [k for k in table.table if table.length(k) < min_track_length]:
+        table.drop(tid)
+    table.join_single_children()
+    if max_gap > 0:
+        table.bridge_gaps(max_gap, max_gap_distance)
+    return table.result()
+
+
+_CLEANUP_DOC = """min_track_length : int
+        Tracks present in fewer frames are dropped (their children lose their parent).
+    min_split_frames : int
+        A division whose child has no children and ends within this many frames (before the
+        last frame of the movie) is not real: the child joins its sibling, which continues
+        the parent's track. 1 keeps every division.
+    min_child_ratio : float
+        A division whose child, in its first frame, is smaller than this fraction of its
+        sibling is merged back the same way.
+    max_gap : int
+        Join a track that ends to one that starts (without parent) after at most this many
+        missing frames, nearest centroids first; the later one keeps its label and gets the
+        earlier one as parent (CTC). 0 bridges nothing.
+    max_gap_distance : float
+        Largest centroid distance, in pixels, between the last and the first masks joined."""
+
+
+def link_labels(
+    labels,
+    *,
+    min_iou: float = 0.3,
+    min_child_overlap: float = 0.5,
+    min_track_length: int = 1,
+    min_split_frames: int = 1,
+    min_child_ratio: float = 0.0,
+    max_gap: int = 0,
+    max_gap_distance: float = 20.0,
+) -> TrackingResult:
+    """Link per-frame instance labels into tracks by overlap.
+
+    Parameters
+    ----------
+    labels : array of shape (T, Y, X)
+        Integer instance labels per frame (numpy or dask); ids need not agree across frames.
+        0 is background; an id counts as one instance even if its pixels are not connected.
+    min_iou : float
+        Smallest IoU of a continuation (one-to-one Hungarian assignment on IoU).
+    min_child_overlap : float
+        A division is two instances of ``t + 1`` with at least this fraction of their pixels
+        inside one instance of ``t`` (and not continuing another instance).
+    {cleanup}
+
+    Returns
+    -------
+    TrackingResult
+
+    Examples
+    --------
+    >>> movie = np.zeros((3, 8, 8), np.uint8)
+    >>> movie[0, 1:7, 1:5], movie[1, 1:7, 1:5] = 5, 9
+    >>> movie[2, 1:4, 1:5], movie[2, 4:7, 1:5] = 1, 2
+    >>> link_labels(movie).lineage.tolist()
+    [[1, 0, 1, 0], [2, 2, 2, 1], [3, 2, 2, 1]]
+    """
+    if getattr(labels, "ndim", None) != 3:
+        raise InputError(f"labels must have shape (T, Y, X), got {getattr(labels, 'shape', None)}")
+    frames = [relabel_consecutive(np.asarray(labels[t])) for t in range(labels.shape[0])]
+    edges = [
+        _link_pair(a, b, min_iou=min_iou, min_child_overlap=min_child_overlap)
+        for a, b in itertools.pairwise(frames)
+    ]
+    return _finish(
+        frames,
+        edges,
+        min_track_length=min_track_length,
+        min_split_frames=min_split_frames,
+        min_child_ratio=min_child_ratio,
+        max_gap=max_gap,
+        max_gap_distance=max_gap_distance,
+    )
+
+
+def _pair_edges(
+    pair: np.ndarray,
+    seg: np.ndarray,
+    seg_next: np.ndarray,
+    *,
+    min_iou: float,
+    min_child_overlap: float,
+    min_child_size: int,
+) -> dict[int, list[int]]:
+    """Links from ``seg`` (frame t) to ``seg_next`` (t + 1) given the pair clustering (2, Y, X)."""
+    n_next = int(seg_next.max(initial=0))
+    node_of = np.zeros(int(pair.max(initial=0)) + 1, np.int64)
+    node_of[pair[0]] = seg
+    pieces = split_components(pair[1])
+    n_pieces = int(pieces.max(initial=0))
+    edges: dict[int, list[int]] = {}
+    if n_pieces and n_next:
+        cluster_of = np.zeros(n_pieces + 1, np.int64)
+        cluster_of[pieces] = pair[1]
+        inter = _overlaps(pieces, seg_next, n_pieces, n_next)
+        size = inter.sum(1)
+        inter[:, 0] = 0
+        best = inter.argmax(1)
+        ok = (inter[np.arange(len(best)), best] >= min_child_overlap * size) & (
+            size >= min_child_size
+        )
+        claimed: dict[int, tuple[int, int]] = {}  # node of t + 1 -> (overlap, node of t)
+        for p in np.flatnonzero(ok[1:]) + 1:
+            i, j = int(node_of[cluster_of[p]]), int(best[p])
+            if i and inter[p, j] > claimed.get(j, (-1, 0))[0]:
+                claimed[j] = (int(inter[p, j]), i)
+        for j, (_, i) in claimed.items():
+            edges.setdefault(i, []).append(j)
+        for i, js in edges.items():
+            edges[i] = sorted(js, key=lambda j: -inter[:, j].max())[:2]
+    free_a = np.ones(int(seg.max(initial=0)) + 1, bool)
+    free_b = np.ones(n_next + 1, bool)
+    free_a[list(edges)] = False
+    free_b[[j for js in edges.values() for j in js]] = False
+    fallback = _link_pair(
+        seg,
+        seg_next,
+        min_iou=min_iou,
+        min_child_overlap=min_child_overlap,
+        free_a=free_a,
+        free_b=free_b,
+    )
+    return {**edges, **fallback}
+
+
+def track_pairs(
+    embeddings: Sequence,
+    foregrounds: Sequence,
+    *,
+    min_samples: int,
+    min_cluster_size: int,
+    coord_weight: float,
+    object_size: float = 32.0,
+    cluster_selection_epsilon: float = 0.0,
+    max_points: int | None = 10_000,
+    min_iou: float = 0.3,
+    min_child_overlap: float = 0.5,
+    min_child_size: int = 10,
+    min_track_length: int = 1,
+    min_split_frames: int = 1,
+    min_child_ratio: float = 0.0,
+    max_gap: int = 0,
+    max_gap_distance: float = 20.0,
+) -> Generator[tuple[int, int], None, TrackingResult]:
+    """Segment and track a movie by clustering pairs of consecutive frames (Payer et al.).
+
+    Streams the movie: two frames of embeddings are in memory at a time.
+
+    Parameters
+    ----------
+    embeddings : sequence of T arrays of shape (D, Y, X)
+        Unit pixel embeddings, indexed by frame (a list, or an array of shape (T, D, Y, X)).
+    foregrounds : sequence of T arrays of shape (Y, X)
+        Foreground masks, indexed by frame.
+    min_samples, min_cluster_size, coord_weight, object_size, cluster_selection_epsilon, \
+max_points
+        HDBSCAN parameters, as in :class:`~.grouping.HDBSCANGrouper`; ``min_cluster_size``
+        counts pixels of both frames.
+    min_iou, min_child_overlap
+        Overlap linking of instances the pair clustering leaves unlinked, as in
+        :func:`link_labels`; ``min_child_overlap`` is also the fraction of a piece of frame
+        ``t + 1`` that must lie in one instance of the next pair to join it.
+    min_child_size : int
+        Pieces of a cluster in frame ``t + 1`` smaller than this (pixels) are ignored.
+    {cleanup}
+
+    Yields
+    ------
+    (done, total) : tuple of int
+        Frame pairs clustered so far, and in all.
+
+    Returns
+    -------
+    TrackingResult
+        As the generator's return value (``StopIteration.value``).
+    """
+    n = len(embeddings)
+    if n == 0 or len(foregrounds) != n:
+        raise InputError(f"need as many foregrounds as embeddings (>= 1), got {len(foregrounds)}")
+
+    def cluster(emb, fg) -> np.ndarray:
+        grouper = HDBSCANGrouper(
+            emb,
+            foreground=fg,
+            min_samples=min_samples,
+            coord_weight=coord_weight,
+            object_size=object_size,
+            max_points=max_points,
+        )
+        return np.asarray(grouper.labels(min_cluster_size, cluster_selection_epsilon))
+
+    total = max(n - 1, 1)
+    if n == 1:
+        seg = relabel_consecutive(cluster(np.asarray(embeddings[0]), np.asarray(foregrounds[0])))
+        yield 1, total
+        frames, edges = [seg], []
+    else:
+        link = partial(
+            _pair_edges,
+            min_iou=min_iou,
+            min_child_overlap=min_child_overlap,
+            min_child_size=min_child_size,
+        )
+        frames, edges, pairs = [], [], []
+        emb, fg = np.asarray(embeddings[0]), np.asarray(foregrounds[0]) > 0
+        for t in range(n - 1):
+            emb_next, fg_next = np.asarray(embeddings[t + 1]), np.asarray(foregrounds[t + 1]) > 0
+            pairs.append(cluster(np.stack([emb, emb_next], axis=1), np.stack([fg, fg_next])))
+            frames.append(relabel_consecutive(pairs[-1][0]))
+            emb, fg = emb_next, fg_next
+            if t > 0:
+                edges.append(link(pairs[-2], frames[-2], frames[-1]))
+                pairs[-2] = None  # only the last pair's labels are still needed
+            yield t + 1, total
+        frames.append(split_components(pairs[-1][1]))
+        edges.append(link(pairs[-1], frames[-2], frames[-1]))
+    return _finish(
+        frames,
+        edges,
+        min_track_length=min_track_length,
+        min_split_frames=min_split_frames,
+        min_child_ratio=min_child_ratio,
+        max_gap=max_gap,
+        max_gap_distance=max_gap_distance,
+    )
+
+
+link_labels.__doc__ = link_labels.__doc__.replace("{cleanup}", _CLEANUP_DOC)
+track_pairs.__doc__ = track_pairs.__doc__.replace("{cleanup}", _CLEANUP_DOC)

@@ -1,0 +1,174 @@
+"""Tracking: overlap linking of per-frame labels, and pair clustering of embeddings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_cosine_embed.core.errors import InputError
+from napari_cosine_embed.core.grouping._synthetic import embedding_from_labels
+from napari_cosine_embed.core.io.lineage import check_lineage, split_track_gaps
+from napari_cosine_embed.core.metrics import tra_score
+from napari_cosine_embed.core.synthetic import synthetic_timelapse
+from napari_cosine_embed.core.tracking import TrackingResult, link_labels, track_pairs
+
+
+@pytest.fixture(scope="module")
+def movie():
+    m = synthetic_timelapse(n_frames=30, shape=(192, 192), n_cells=8, seed=1)
+    assert (m.lineage[:, 3] > 0).sum() >= 4  # at least two divisions
+    return m
+
+
+def _shuffle_per_frame(labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Relabel every frame with random ids, so ids carry no information across frames."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(labels.shape, np.int32)
+    for t in range(labels.shape[0]):
+        lut = rng.permutation(10_000)[: int(labels.max()) + 1] + 1
+        lut[0] = 0
+        out[t] = lut[labels[t]]
+    return out
+
+
+def _track_mapping(gt: np.ndarray, res: np.ndarray) -> dict[int, int]:
+    """GT id -> result id, asserting the two movies partition pixels identically."""
+    assert np.array_equal(gt > 0, res > 0)
+    pairs = np.unique(np.stack([gt[gt > 0], res[gt > 0]]), axis=1)
+    assert np.unique(pairs[0]).size == pairs.shape[1] == np.unique(pairs[1]).size
+    return dict(zip(pairs[0].tolist(), pairs[1].tolist(), strict=True))
+
+
+def _run(gen):
+    progress = []
+    while True:
+        try:
+            progress.append(next(gen))
+        except StopIteration as stop:
+            return stop.value, progress
+
+
+def test_link_labels_recovers_shuffled_ground_truth(movie):
+    result = link_labels(_shuffle_per_frame(movie.labels))
+    assert isinstance(result, TrackingResult)
+    assert result.labels.shape == movie.labels.shape
+    assert result.labels.dtype == np.uint16
+    check_lineage(result.labels, result.lineage)
+    mapping = _track_mapping(movie.labels, result.labels)
+    expected = sorted(
+        [mapping[lab], first, last, mapping.get(parent, 0)]
+        for lab, first, last, parent in movie.lineage.tolist()
+    )
+    assert result.lineage.tolist() == expected
+    assert tra_score(movie.labels, movie.lineage, result.labels, result.lineage) == 1.0
+    assert set(np.unique(result.tracks[:, 0]).astype(int)) == set(result.lineage[:, 0].tolist())
+    assert result.graph == {int(r[0]): [int(r[3])] for r in result.lineage if r[3]}
+
+
+def _bar_movie() -> np.ndarray:
+    """One bar over 6 frames, cut in two in frame 2 only; a 2-frame blob elsewhere."""
+    movie = np.zeros((6, 20, 20), np.uint8)
+    movie[:, 2:12, 2:6] = 3
+    movie[2, 6:12, 2:6] = 7
+    movie[2, 6, 2:6] = 0
+    movie[1:3, 15:18, 15:18] = 9
+    return movie
+
+
+def test_spurious_split_is_merged_back():
+    movie = _bar_movie()
+    kept = link_labels(movie)
+    check_lineage(kept.labels, kept.lineage)
+    assert (kept.lineage[:, 3] > 0).sum() == 2  # the cut reads as a division by default
+    merged = link_labels(movie, min_split_frames=2)
+    check_lineage(merged.labels, merged.lineage)
+    bar = merged.labels[2, 2, 2]
+    assert merged.lineage.tolist() == [[1, 0, 5, 0], [2, 1, 2, 0]]
+    assert np.all(merged.labels[2][movie[2] > 0][: 4 * 4] == bar)
+    assert np.unique(merged.labels[2][(movie[2] == 3) | (movie[2] == 7)]).tolist() == [bar]
+
+
+def test_small_child_is_merged_back():
+    movie = np.zeros((4, 20, 20), np.uint8)
+    movie[:, 2:12, 2:10] = 1
+    movie[2:, 11, 8:10] = 2  # a two-pixel fragment splits off in frames 2 and 3
+    result = link_labels(movie, min_child_ratio=0.2)
+    check_lineage(result.labels, result.lineage)
+    assert result.lineage.tolist() == [[1, 0, 3, 0]]
+
+
+def test_min_track_length_drops_short_tracks():
+    result = link_labels(_bar_movie(), min_split_frames=2, min_track_length=3)
+    check_lineage(result.labels, result.lineage)
+    assert result.lineage.tolist() == [[1, 0, 5, 0]]
+    assert not result.labels[1:3, 15:18, 15:18].any()
+
+
+def test_gap_bridging_links_the_pieces_by_parent(movie):
+    gt = movie.labels.copy()
+    track = 2  # present in frames 0..29
+    gt[15][gt[15] == track] = 0
+    expected_labels, expected_lineage = split_track_gaps(gt, parents=dict(movie.lineage[:, [0, 3]]))
+    shuffled = _shuffle_per_frame(gt, seed=1)
+
+    plain = link_labels(shuffled)
+    check_lineage(plain.labels, plain.lineage)
+    assert tra_score(expected_labels, expected_lineage, plain.labels, plain.lineage) < 1.0
+
+    bridged = link_labels(shuffled, max_gap=1)
+    check_lineage(bridged.labels, bridged.lineage)
+    mapping = _track_mapping(expected_labels, bridged.labels)
+    before, after = mapping[track], mapping[int(expected_lineage[-1, 0])]
+    assert bridged.lineage[bridged.lineage[:, 0] == after, 3].tolist() == [before]
+    assert tra_score(expected_labels, expected_lineage, bridged.labels, bridged.lineage) == 1.0
+
+
+def test_link_labels_rejects_non_movies():
+    with pytest.raises(InputError):
+        link_labels(np.zeros((4, 4), np.uint8))
+
+
+def test_track_pairs_on_synthetic_embeddings():
+    m = synthetic_timelapse(n_frames=12, shape=(128, 128), n_cells=6, seed=0)
+    assert (m.lineage[:, 3] > 0).sum() >= 2
+    # One direction per track, the same in every frame; daughters get new ones.
+    emb = embedding_from_labels(m.labels.astype(np.int64), dim=8, noise=0.1, seed=0)
+    frames = np.moveaxis(emb, 1, 0)  # (T, D, Y, X), indexed by frame
+    result, progress = _run(
+        track_pairs(frames, m.labels > 0, min_samples=5, min_cluster_size=30, coord_weight=1.0)
+    )
+    assert progress == [(t, 11) for t in range(1, 12)]
+    check_lineage(result.labels, result.lineage)
+    assert tra_score(m.labels, m.lineage, result.labels, result.lineage) >= 0.95
+
+
+def test_track_pairs_detects_a_division_by_split_cluster():
+    movie = np.zeros((4, 24, 24), np.int64)
+    movie[:2, 4:20, 6:14] = 1
+    movie[2:, 2:10, 6:14] = 1  # the daughters keep the mother's direction...
+    movie[2:, 14:22, 6:14] = 1
+    movie[:, 4:20, 18:22] = 2  # HDBSCAN needs a second cluster
+    emb = np.moveaxis(embedding_from_labels(movie, dim=4, noise=0.05, seed=0), 1, 0)
+    result, _ = _run(
+        track_pairs(
+            emb, movie > 0, min_samples=4, min_cluster_size=20, coord_weight=1.0, object_size=4
+        )
+    )
+    check_lineage(result.labels, result.lineage)
+    # ...so only the split of the pair cluster (1, 2) tells the division.
+    mother = result.labels[0, 10, 10]
+    children = result.lineage[result.lineage[:, 3] == mother]
+    assert len(result.lineage) == 4
+    assert children[:, 1:3].tolist() == [[2, 3], [2, 3]]
+
+
+def test_track_pairs_single_frame():
+    labels = np.zeros((1, 16, 16), np.int64)
+    labels[0, 2:8, 2:8] = 1
+    labels[0, 10:15, 10:15] = 2
+    emb = np.moveaxis(embedding_from_labels(labels, dim=4, seed=0), 1, 0)
+    result, progress = _run(
+        track_pairs(emb, labels > 0, min_samples=3, min_cluster_size=10, coord_weight=0.0)
+    )
+    assert progress == [(1, 1)]
+    assert result.lineage.tolist() == [[1, 0, 0, 0], [2, 0, 0, 0]]
