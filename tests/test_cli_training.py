@@ -123,3 +123,24 @@ def test_finetune_with_a_missing_default_says_so(tmp_path, monkeypatch, capsys):
     argv = ["finetune", "--images", str(tmp_path / "i.tif"), "--labels", str(tmp_path / "i.tif")]
     assert main([*argv, "--out", str(tmp_path / "o.pt")]) == 2
     assert "default model has not been trained" in capsys.readouterr().err
+
+
+def test_train_init_continues_from_a_model_and_records_it(trained, capsys):
+    import torch
+
+    base = load_model(trained, device="cpu")
+    no_config = [a for a in TRAIN if a not in ("--config", TINY)]
+    out = trained.with_name("continued.pt")
+    assert main([*no_config, "--steps", "2", "--init", str(trained), "--out", str(out)]) == 0
+    model = load_model(out, device="cpu")
+    assert model.config == base.config  # the architecture comes from the --init model
+    assert model.record["base_model"]["path"] == str(trained)
+    moved = [
+        not torch.equal(a, b)
+        for a, b in zip(
+            model.network.state_dict().values(), base.network.state_dict().values(), strict=True
+        )
+    ]
+    assert any(moved)
+    assert main([*TRAIN, "--init", str(trained), "--out", str(out.with_name("x.pt"))]) == 2
+    assert "cannot be combined" in capsys.readouterr().err

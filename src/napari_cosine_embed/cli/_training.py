@@ -128,7 +128,7 @@ def _run_trainer(trainer, out: Path, *, overwrite: bool, log_every: int) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from ..core.checkpoint import EmbeddingModel
+    from ..core.checkpoint import EmbeddingModel, load_model
     from ..core.losses import LossConfig
     from ..core.training import TrainConfig, Trainer, from_dsb, from_synthetic
 
@@ -172,12 +172,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     state_path = args.state or args.out.with_name(args.out.stem + ".state.pt")
     model = None
-    if args.resume is None:
+    if args.init is not None:
+        if args.resume is not None or args.config:
+            raise InputError(
+                "--init starts from a model's weights and configuration: "
+                "it cannot be combined with --resume or --config"
+            )
+        model = load_model(args.init, device="cpu")
+    elif args.resume is None:
         model = EmbeddingModel.new(
             _parse_model_config(args.config), seed=args.seed, name=args.out.stem
         )
     trainer = Trainer(
-        model, data, config, val_data=val_data, resume_from=args.resume, state_path=state_path
+        model,
+        data,
+        config,
+        val_data=val_data,
+        resume_from=args.resume,
+        state_path=state_path,
+        base_model=args.init is not None,
     )
     n_params = sum(p.numel() for p in trainer.model.network.parameters())
     print(
@@ -345,6 +358,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--config", default="", help="network, e.g. stacks=2,levels=4,filters=32")
+    p.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="start from this model's weights (a bundled name or a .pt file) instead of a "
+        "random initialisation; its record is kept as the base model",
+    )
     p.add_argument(
         "--loss",
         choices=("cosine", "pairwise", "discriminative"),
