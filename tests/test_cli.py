@@ -140,5 +140,5 @@ def test_console_script_is_installed():
     # no subcommand is advertised before it works
     assert "train" in out
     assert "finetune" in out
-    for later in ("segment", "track"):
-        assert f"    {later}" not in out
+    assert "segment" in out
+    assert "track" in out

@@ -2,6 +2,13 @@
 
 Subcommands appear here only once they work end to end:
 
+``segment INPUT... -o OUT [--model M] [--grouping hdbscan|meanshift] [--no-track] ...``
+    Embed, group and track a movie (CTC folder, TIFF stack, video, zarr) into a CTC result
+    folder with a ``settings.json`` of every parameter and the model's identity; with
+    ``--no-track``, label 2D images one by one (one TIFF per input). Progress on stderr;
+    Ctrl-C leaves no output behind.
+``track LABELS -o OUT``
+    Link an existing label movie into tracks (divisions included), as a CTC result folder.
 ``sample OUT_DIR``
     Write a synthetic nuclei time-lapse as a Cell Tracking Challenge dataset
     (``OUT_DIR/01/tNNN.tif`` and its exact ground truth in ``OUT_DIR/01_GT``).
@@ -17,8 +24,8 @@ Subcommands appear here only once they work end to end:
 ``models``
     List the bundled models: size, training data, validation scores.
 
-Each command group lives in its own module (``_data``: sample, evaluate; ``_training``: train,
-finetune, models) and imports its heavy dependencies inside the command, so the command line
+Each command group lives in its own module (``_pipeline``: segment, track; ``_data``: sample,
+evaluate; ``_training``: train, finetune, models) and imports its heavy dependencies inside the command, so the command line
 starts fast.
 """
 
@@ -30,7 +37,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..core.errors import InputError, OutputExistsError
-from . import _data, _training
+from . import _data, _pipeline, _training
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _pipeline.add_commands(sub)
     _data.add_commands(sub)
     _training.add_commands(sub)
     return parser

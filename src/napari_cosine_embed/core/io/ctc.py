@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,6 +175,7 @@ def write_ctc_result(
     lineage: np.ndarray | None = None,
     *,
     overwrite: bool = False,
+    extra_files: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a tracking result as a CTC result folder (``maskNNN.tif`` + ``res_track.txt``).
 
@@ -189,6 +191,9 @@ def write_ctc_result(
         omitted. Checked against ``labels`` with :func:`.lineage.check_lineage`.
     overwrite : bool, optional
         Replace an existing folder.
+    extra_files : mapping of str to str, optional
+        Text files written into the folder with the masks (e.g. the settings of the run), so
+        they appear atomically with them.
 
     Returns
     -------
@@ -208,6 +213,8 @@ def write_ctc_result(
         frames = ((t, labels[t]) for t in range(n_frames))
         _write_uint16_frames(tmp, frames, "mask", n_frames, "labels")
         write_lineage(tmp / "res_track.txt", lineage)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text)
     return Path(folder)
 
 

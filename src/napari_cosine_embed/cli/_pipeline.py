@@ -1,0 +1,363 @@
+"""Pipeline commands: ``segment`` (embed, group, track) and ``track`` (link existing labels)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import tempfile
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from .. import __version__
+from ..core.errors import InputError, OutputExistsError
+
+#: Embeddings of a movie up to this size (float16 bytes) stay in memory; larger ones go to disk.
+MEMORY_CACHE_LIMIT = 1 << 30
+
+# option name on the command line -> PipelineConfig field
+_OPTIONS = {
+    "model": "model",
+    "device": "device",
+    "grouping": "grouping",
+    "min_samples": "min_samples",
+    "min_cluster_size": "min_cluster_size",
+    "coord_weight": "coord_weight",
+    "epsilon": "cluster_selection_epsilon",
+    "bandwidth": "bandwidth",
+    "foreground_threshold": "foreground_threshold",
+    "min_size": "min_size",
+    "object_size": "object_size",
+    "tile_size": "tile_size",
+    "tracking": "tracking",
+    "min_track_length": "min_track_length",
+    "max_gap": "max_gap",
+}
+
+
+class ProgressPrinter:
+    """Progress on stderr: one rewritten line on a terminal, a line every 10 s otherwise."""
+
+    def __init__(self, stream=None, every: float = 10.0) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.every, self._last, self._stage = every, 0.0, None
+        # a stage starts when the previous one's last report came (or when we were made)
+        self._start = self._previous = time.perf_counter()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if stage != self._stage:
+            if self.tty and self._stage is not None:
+                self.stream.write("\n")
+            self._stage, self._start, self._last = stage, self._previous, 0.0
+        self._previous = now
+        finished = done >= total
+        if not self.tty and not finished and now - self._last < self.every:
+            return
+        self._last = now
+        rate = (now - self._start) / max(done, 1)
+        eta = rate * (total - done)
+        line = f"{stage}: {done}/{total}  {rate:.2f} s each  eta {eta:.0f} s"
+        if self.tty:
+            self.stream.write("\r" + line.ljust(60) + ("\n" if finished else ""))
+            if finished:
+                self._stage = None
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _config(args: argparse.Namespace):
+    from ..core.pipeline import PipelineConfig
+
+    values = {}
+    if args.settings is not None:
+        try:
+            saved = json.loads(Path(args.settings).read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"--settings {args.settings}: cannot read it ({exc})") from exc
+        values.update(saved.get("parameters", saved))
+    for option, field in _OPTIONS.items():
+        value = getattr(args, option, None)
+        if value is not None:
+            values[field] = value
+    if args.no_track:
+        values["track"] = False
+    return PipelineConfig.from_dict(values)
+
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+
+
+def _read_2d(path: Path):
+    if path.suffix.lower() in (".png", ".jpg", ".jpeg"):
+        import imageio.v3 as iio
+
+        image = iio.imread(path)
+        return path.stem, image[..., :3].mean(-1) if image.ndim == 3 else image
+    from ..core.io import read_any
+
+    result = read_any(path)
+    return result.name, result.image
+
+
+def _inputs(paths: list[Path], no_track: bool) -> list[tuple[str, object]]:
+    """``[(name, image)]`` to process: one movie, or (with ``no_track``) independent images.
+
+    A folder that is neither a CTC sequence nor a zarr store stands for the images in it.
+    """
+    from ..core.io import is_ctc_sequence_folder, read_any
+
+    files, expanded = [], False
+    for path in paths:
+        if path.is_dir() and path.suffix.lower() != ".zarr" and not is_ctc_sequence_folder(path):
+            if not no_track:
+                raise InputError(
+                    f"{path}: not a CTC sequence folder or zarr store; "
+                    "to label the 2D images in it one by one, pass --no-track"
+                )
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise InputError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in it")
+            files += found
+            expanded = True
+        else:
+            files.append(path)
+    if len(files) == 1 and not expanded:
+        result = read_any(files[0], lazy=True)
+        return [(result.name, result.image)]
+    if not no_track:
+        raise InputError(
+            f"{len(files)} inputs are independent images: pass --no-track to label each one, "
+            "or give one movie (a TIFF stack, CTC folder, video or zarr) to track"
+        )
+    out = [_read_2d(path) for path in files]
+    for (_, image), path in zip(out, files, strict=True):
+        if image.ndim != 2:
+            raise InputError(
+                f"{path}: each of several inputs must be a 2D image, got {image.shape}"
+            )
+    names = [name for name, _ in out]
+    if len(set(names)) != len(names):
+        raise InputError("several inputs have the same name: their label files would collide")
+    return out
+
+
+def _settings(config, model, inputs) -> dict:
+    from ..core.embedding_store import model_fingerprint
+
+    return {
+        "program": "napari-cosine-embed segment",
+        "version": __version__,
+        "inputs": [str(p) for p in inputs],
+        "model": {
+            "name": model.name,
+            "path": model.path,
+            "fingerprint": model_fingerprint(model),
+            "record": {k: model.record.get(k) for k in ("created", "steps", "data", "base")},
+        },
+        "parameters": config.to_dict(),
+    }
+
+
+def _drive(gen, progress: ProgressPrinter):
+    while True:
+        try:
+            step = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        progress(step.stage, step.done, step.total)
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    from ..core.checkpoint import load_model
+    from ..core.embedding_store import EmbeddingStore, image_fingerprint, model_fingerprint
+    from ..core.io._atomic import atomic_folder
+    from ..core.io.ctc import write_ctc_result
+    from ..core.io.tiff import write_labels_tiff
+    from ..core.pipeline import run_pipeline
+
+    config = _config(args)
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+    inputs = _inputs([Path(p) for p in args.input], not config.track)
+    model = load_model(config.model)
+    settings = _settings(config, model, args.input)
+    text = json.dumps(settings, indent=2, default=str) + "\n"
+    progress = ProgressPrinter()
+    tic = time.perf_counter()
+
+    if not config.track:
+        with atomic_folder(out, overwrite=args.overwrite) as tmp:
+            for i, (name, image) in enumerate(inputs):
+                result = _drive(run_pipeline(image, config, model=model), lambda *a: None)
+                labels = result.labels
+                write_labels_tiff(tmp / f"{name}.tif", labels)
+                progress("segment", i + 1, len(inputs))
+            (tmp / "settings.json").write_text(text)
+        print(f"wrote {len(inputs)} label image(s) to {out} in {time.perf_counter() - tic:.1f} s")
+        return 0
+
+    ((name, movie),) = inputs
+    if movie.ndim != 3:
+        raise InputError(f"{name}: a single 2D image cannot be tracked; pass --no-track")
+    n, shape = movie.shape[0], tuple(movie.shape[-2:])
+    dim = model.config.embedding_dim
+    ids = {"model_id": model_fingerprint(model), "image_id": image_fingerprint(movie)}
+    with contextlib.ExitStack() as stack:
+        cache = args.cache
+        if cache is None and n * dim * shape[0] * shape[1] * 2 > MEMORY_CACHE_LIMIT:
+            cache = Path(stack.enter_context(tempfile.TemporaryDirectory(
+                prefix=".embeddings-", dir=out.parent if out.parent.exists() else None,
+            ))) / "cache.zarr"  # fmt: skip
+        store = EmbeddingStore(n, dim, shape, path=cache, **ids) if cache else None
+        result = _drive(run_pipeline(movie, config, model=model, store=store), progress)
+    write_ctc_result(
+        out,
+        result.labels,
+        result.lineage,
+        overwrite=args.overwrite,
+        extra_files={"settings.json": text},
+    )
+    n_div = int((result.lineage[:, 3] > 0).sum()) if len(result.lineage) else 0
+    seconds = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+    print(
+        f"wrote {out}: {n} frames, {len(result.lineage)} tracks, {n_div} daughter tracks "
+        f"({seconds})"
+    )
+    return 0
+
+
+def _read_label_movie(path: Path):
+    from ..core.io import read_any
+    from ..core.io.ctc import list_frames, read_ctc_result
+
+    if path.is_dir() and list_frames(path, "mask"):
+        if (path / "res_track.txt").exists():
+            return read_ctc_result(path)[0]
+        import numpy as np
+        import tifffile
+
+        frames = list_frames(path, "mask")
+        return np.stack([tifffile.imread(frames[t]) for t in sorted(frames)])
+    image = read_any(path).image
+    return image
+
+
+def _cmd_track(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..core.io.ctc import write_ctc_result
+    from ..core.tracking import link_labels
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+    labels = _read_label_movie(Path(args.labels))
+    if labels.ndim != 3 or not np.issubdtype(labels.dtype, np.integer):
+        raise InputError(
+            f"{args.labels}: need an integer label movie (T, Y, X), got {labels.shape}"
+        )
+    options = {
+        "min_iou": args.min_iou,
+        "min_track_length": args.min_track_length,
+        "min_split_frames": args.min_split_frames,
+        "max_gap": args.max_gap,
+    }
+    tic = time.perf_counter()
+    result = link_labels(np.asarray(labels), **options)
+    settings = {"program": "napari-cosine-embed track", "version": __version__}
+    settings.update(input=str(args.labels), parameters=options)
+    write_ctc_result(
+        out,
+        result.labels,
+        result.lineage,
+        overwrite=args.overwrite,
+        extra_files={"settings.json": json.dumps(settings, indent=2) + "\n"},
+    )
+    print(f"wrote {out}: {len(result.lineage)} tracks in {time.perf_counter() - tic:.1f} s")
+    return 0
+
+
+def add_commands(sub) -> None:
+    from ..core.pipeline import GROUPINGS, TRACKINGS, PipelineConfig
+
+    defaults = {f.name: f.default for f in fields(PipelineConfig)}
+    p = sub.add_parser(
+        "segment",
+        help="segment and track a movie (or label several 2D images)",
+        description="Embed every frame, group pixels into instances and link them into tracks; "
+        "writes a CTC result folder (maskNNN.tif, res_track.txt, settings.json). With --no-track "
+        "and several 2D images, writes one label TIFF per input named after its stem. Ctrl-C "
+        "stops and leaves no output folder.",
+    )
+    p.add_argument(
+        "input", nargs="+", help="CTC sequence folder, TIFF stack, video, zarr, or 2D images"
+    )
+    p.add_argument("-o", "--out", required=True, help="result folder to write")
+    p.add_argument("--model", help=f"bundled name or .pt file (default {defaults['model']})")
+    p.add_argument("--device", help="auto, cpu, cuda, mps (default auto)")
+    p.add_argument("--grouping", choices=GROUPINGS, help="default hdbscan")
+    p.add_argument("--min-samples", type=int, help=f"HDBSCAN (default {defaults['min_samples']})")
+    p.add_argument(
+        "--min-cluster-size",
+        type=int,
+        help=f"HDBSCAN, pixels (default {defaults['min_cluster_size']})",
+    )
+    p.add_argument(
+        "--coord-weight",
+        type=float,
+        help=f"HDBSCAN position weight (default {defaults['coord_weight']})",
+    )
+    p.add_argument("--epsilon", type=float, help="HDBSCAN cluster selection epsilon (default 0)")
+    p.add_argument("--bandwidth", type=float, help=f"mean-shift (default {defaults['bandwidth']})")
+    p.add_argument(
+        "--foreground-threshold",
+        type=float,
+        help=f"foreground probability to group (default {defaults['foreground_threshold']})",
+    )
+    p.add_argument(
+        "--min-size", type=int, help=f"smallest instance, pixels (default {defaults['min_size']})"
+    )
+    p.add_argument(
+        "--object-size",
+        type=float,
+        help=f"nucleus diameter, pixels (default {defaults['object_size']})",
+    )
+    p.add_argument(
+        "--tile-size", type=int, help=f"tiled inference (default {defaults['tile_size']})"
+    )
+    p.add_argument(
+        "--tracking", choices=TRACKINGS, help="overlap linking (default) or pair clustering"
+    )
+    p.add_argument(
+        "--min-track-length", type=int, help=f"frames (default {defaults['min_track_length']})"
+    )
+    p.add_argument("--max-gap", type=int, help=f"frames bridged (default {defaults['max_gap']})")
+    p.add_argument("--no-track", action="store_true", help="label each frame/image on its own")
+    p.add_argument("--settings", help="settings.json of an earlier run: start from its parameters")
+    p.add_argument("--cache", help="keep the embeddings in this zarr folder (reused when rerun)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=_cmd_segment)
+
+    t = sub.add_parser(
+        "track",
+        help="link an existing label movie into tracks",
+        description="Link per-frame instance labels (a TIFF stack, zarr, or a folder of "
+        "maskNNN.tif) into tracks by overlap, with divisions; writes a CTC result folder.",
+    )
+    t.add_argument("labels", help="label movie: TIFF stack, zarr, or folder of maskNNN.tif")
+    t.add_argument("-o", "--out", required=True, help="result folder to write")
+    t.add_argument("--min-iou", type=float, default=0.3)
+    t.add_argument("--min-track-length", type=int, default=2)
+    t.add_argument("--min-split-frames", type=int, default=3)
+    t.add_argument("--max-gap", type=int, default=1)
+    t.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    t.set_defaults(func=_cmd_track)
+
+
+__all__ = ["ProgressPrinter", "add_commands"]

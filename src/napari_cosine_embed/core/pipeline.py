@@ -1,0 +1,370 @@
+"""The whole job on a movie: embed every frame, group each into instances, link them into tracks.
+
+:func:`run_pipeline` streams a movie of any length: frames are read one at a time, their
+embeddings go to an :class:`~.embedding_store.EmbeddingStore` (a zarr folder on disk for long
+movies) and are read back one frame at a time for grouping; only the label movie (2 bytes per
+pixel and frame) is held whole, because tracking relabels it. It is a generator that yields
+:class:`Progress` for the command line's and the GUI's progress bars, and returns a
+:class:`PipelineResult`. :class:`PipelineConfig` holds every parameter; it is written beside
+every result so that a result can be reproduced.
+
+Tracking is overlap linking of the per-frame instances (:func:`~.tracking.link_labels`) by
+default, or Payer et al.'s clustering of frame pairs (:func:`~.tracking.track_pairs`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = [
+    "PipelineConfig",
+    "PipelineResult",
+    "Progress",
+    "group_frame",
+    "run_pipeline",
+]
+
+GROUPINGS = ("hdbscan", "meanshift")
+TRACKINGS = ("overlap", "pairs")
+
+
+@dataclass
+class PipelineConfig:
+    """Every parameter of a segmentation and tracking run (all plain data).
+
+    Attributes
+    ----------
+    model : str
+        Bundled model name or checkpoint path.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``...
+    tile_size, tile_overlap : int
+        Tiled inference of large frames (see :func:`~.embed.iter_embed`).
+    foreground_threshold : float
+        Pixels whose foreground probability is at least this are grouped.
+    foreground_smoothing : float
+        Gaussian sigma (pixels) applied to the foreground probability before thresholding.
+    grouping : {"hdbscan", "meanshift"}
+    min_samples, min_cluster_size, coord_weight, cluster_selection_epsilon : HDBSCAN
+        As in :class:`~.grouping.HDBSCANGrouper`.
+    object_size : float
+        Typical nucleus diameter in pixels (scales coordinates for HDBSCAN).
+    bandwidth : float
+        Mean-shift bandwidth (1 - cosine), for ``grouping="meanshift"``.
+    min_size : int
+        Instances smaller than this (pixels) are removed.
+    fill_holes : bool
+        Fill holes inside each instance.
+    track : bool
+        Link instances over time; False labels each frame on its own (a set of 2D images).
+    tracking : {"overlap", "pairs"}
+        Overlap linking of per-frame instances, or Payer's pair clustering.
+    min_iou, min_child_overlap, min_track_length, min_split_frames, min_child_ratio, \
+max_gap, max_gap_distance
+        Tracking options (see :mod:`.tracking`).
+    """
+
+    model: str = "default"
+    device: str = "auto"
+    tile_size: int = 1024
+    tile_overlap: int = 128
+    foreground_threshold: float = 0.5
+    foreground_smoothing: float = 0.0
+    grouping: str = "hdbscan"
+    min_samples: int = 10
+    min_cluster_size: int = 100
+    coord_weight: float = 2.0
+    cluster_selection_epsilon: float = 0.0
+    object_size: float = 32.0
+    bandwidth: float = 0.1
+    min_size: int = 30
+    fill_holes: bool = True
+    track: bool = True
+    tracking: str = "overlap"
+    min_iou: float = 0.3
+    min_child_overlap: float = 0.5
+    min_track_length: int = 2
+    min_split_frames: int = 3
+    min_child_ratio: float = 0.3
+    max_gap: int = 1
+    max_gap_distance: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.grouping not in GROUPINGS:
+            raise InputError(f"grouping must be one of {GROUPINGS}, got {self.grouping!r}")
+        if self.tracking not in TRACKINGS:
+            raise InputError(f"tracking must be one of {TRACKINGS}, got {self.tracking!r}")
+        if not 0.0 <= self.foreground_threshold <= 1.0:
+            raise InputError(
+                f"foreground_threshold must be in [0, 1], got {self.foreground_threshold}"
+            )
+        for name in ("min_samples", "min_cluster_size"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.bandwidth > 0:
+            raise InputError(f"bandwidth must be > 0, got {self.bandwidth}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PipelineConfig:
+        """Build from a dict, refusing unknown keys (a typo must not be ignored)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InputError(f"unknown settings {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of a pipeline run: ``stage`` ("embed", "group", "track"), ``done`` of ``total``."""
+
+    stage: str
+    done: int
+    total: int
+
+
+@dataclass
+class PipelineResult:
+    """What :func:`run_pipeline` returns.
+
+    Attributes
+    ----------
+    labels : ndarray of shape (T, Y, X), uint16 or uint32
+        Track ids (or per-frame instance ids when not tracking).
+    lineage : ndarray of shape (N, 4) or None
+        CTC rows ``[label, first, last, parent]``; None when not tracking.
+    tracks : ndarray of shape (M, 4) or None
+        napari Tracks data ``[track_id, t, y, x]``.
+    graph : dict or None
+        napari Tracks graph ``{child: [parent]}``.
+    seconds : dict of str to float
+        Wall time per stage.
+    """
+
+    labels: np.ndarray
+    lineage: np.ndarray | None
+    tracks: np.ndarray | None
+    graph: dict | None
+    seconds: dict[str, float]
+
+
+def foreground_mask(foreground: np.ndarray | None, shape, config: PipelineConfig) -> np.ndarray:
+    """The pixels to group: thresholded (optionally smoothed) foreground, or all pixels."""
+    if foreground is None:
+        return np.ones(shape, bool)
+    fg = np.asarray(foreground, np.float32)
+    if config.foreground_smoothing > 0:
+        from scipy import ndimage as ndi
+
+        fg = ndi.gaussian_filter(fg, config.foreground_smoothing)
+    return fg >= config.foreground_threshold
+
+
+def group_frame(
+    embedding: np.ndarray, foreground: np.ndarray | None, config: PipelineConfig
+) -> np.ndarray:
+    """Instances of one frame from its embedding and foreground, as the config says.
+
+    Parameters
+    ----------
+    embedding : ndarray of shape (D, Y, X)
+        Unit embeddings.
+    foreground : ndarray of shape (Y, X) or None
+        Foreground probabilities.
+    config : PipelineConfig
+
+    Returns
+    -------
+    ndarray of shape (Y, X), int32
+        Instances ``1 .. N``, 0 for background.
+    """
+    from .grouping import HDBSCANGrouper, meanshift_labels, postprocess
+
+    mask = foreground_mask(foreground, embedding.shape[1:], config)
+    if not mask.any():
+        return np.zeros(embedding.shape[1:], np.int32)
+    if config.grouping == "hdbscan":
+        labels = HDBSCANGrouper(
+            embedding,
+            foreground=mask,
+            min_samples=config.min_samples,
+            coord_weight=config.coord_weight,
+            object_size=config.object_size,
+        ).labels(
+            config.min_cluster_size,
+            config.cluster_selection_epsilon,
+            assign_noise=True,
+        )
+    else:
+        labels = meanshift_labels(embedding, foreground=mask, bandwidth=config.bandwidth)
+    return postprocess(labels, min_size=config.min_size, fill=config.fill_holes)
+
+
+def _label_dtype(n: int):
+    return np.uint16 if n <= np.iinfo(np.uint16).max else np.uint32
+
+
+def run_pipeline(
+    image: Any,
+    config: PipelineConfig,
+    *,
+    model: Any = None,
+    store: Any = None,
+) -> Generator[Progress, None, PipelineResult]:
+    """Segment (and track) a movie frame by frame.
+
+    Parameters
+    ----------
+    image : array-like of shape (T, Y, X) or (Y, X)
+        numpy, dask or zarr; read one frame at a time.
+    config : PipelineConfig
+    model : EmbeddingModel, optional
+        Already loaded; else ``config.model`` is loaded.
+    store : EmbeddingStore, optional
+        Where embeddings go (frames already in it are not recomputed, so a stopped run
+        resumes); an in-memory store by default.
+
+    Yields
+    ------
+    Progress
+        After each frame of each stage.
+
+    Returns
+    -------
+    PipelineResult
+        As the generator's return value.
+    """
+    from .checkpoint import load_model
+    from .embed import iter_embed
+    from .embedding_store import EmbeddingStore, image_fingerprint, model_fingerprint
+
+    if getattr(image, "ndim", None) not in (2, 3):
+        raise InputError(f"image must be (T, Y, X) or (Y, X), got {getattr(image, 'shape', None)}")
+    movie = image[None] if image.ndim == 2 else image
+    n, shape = movie.shape[0], tuple(movie.shape[-2:])
+    if n == 0:
+        raise InputError("the movie has no frames")
+    model = load_model(config.model) if model is None else model
+    if config.device is not None:
+        from .device import resolve_device
+
+        model = model.to(resolve_device(config.device))
+    if store is None:
+        store = EmbeddingStore(
+            n,
+            model.config.embedding_dim,
+            shape,
+            model_id=model_fingerprint(model),
+            image_id=image_fingerprint(movie),
+        )
+    elif store.n_frames != n or store.shape != shape:
+        raise InputError(f"the embedding store is for {store.n_frames} frames of {store.shape}")
+    seconds = {"embed": 0.0, "group": 0.0, "track": 0.0}
+
+    # Embed: the recurrent state needs consecutive frames, so a resumed run restarts at the
+    # first missing frame (frames before it were computed with the same history).
+    tic = time.perf_counter()
+    missing = store.missing()
+    done = n - len(missing)
+    if missing:
+        frames = range(missing[0], n) if config.track else missing
+        for result in iter_embed(
+            model,
+            movie,
+            frames=frames,
+            tile_size=config.tile_size,
+            tile_overlap=config.tile_overlap,
+        ):
+            if not store.has(result.t):
+                store.put(result.t, result.embedding, result.foreground)
+                done += 1
+            yield Progress("embed", done, n)
+    seconds["embed"] = time.perf_counter() - tic
+
+    tic = time.perf_counter()
+    if config.track and config.tracking == "pairs":
+        from .tracking import track_pairs
+
+        embeddings = _StoreView(store, 0)
+        foregrounds = _StoreView(store, 1, config)
+        tracker = track_pairs(
+            embeddings,
+            foregrounds,
+            min_samples=config.min_samples,
+            min_cluster_size=2 * config.min_cluster_size,
+            coord_weight=config.coord_weight,
+            object_size=config.object_size,
+            cluster_selection_epsilon=config.cluster_selection_epsilon,
+            **_cleanup(config),
+        )
+        while True:
+            try:
+                pair, total = next(tracker)
+            except StopIteration as stop:
+                tracked = stop.value
+                break
+            yield Progress("track", pair, total)
+        seconds["track"] = time.perf_counter() - tic
+        return PipelineResult(
+            tracked.labels, tracked.lineage, tracked.tracks, tracked.graph, seconds
+        )
+
+    labels = np.zeros((n, *shape), np.uint16)
+    for t in range(n):
+        emb, fg = store.get(t)
+        frame = group_frame(emb, fg, config)
+        if frame.max(initial=0) > np.iinfo(labels.dtype).max:
+            labels = labels.astype(np.uint32)
+        labels[t] = frame
+        yield Progress("group", t + 1, n)
+    seconds["group"] = time.perf_counter() - tic
+    if not config.track:
+        return PipelineResult(labels if image.ndim == 3 else labels[0], None, None, None, seconds)
+
+    from .tracking import link_labels
+
+    tic = time.perf_counter()
+    yield Progress("track", 0, 1)
+    tracked = link_labels(labels, **_cleanup(config))
+    del labels
+    seconds["track"] = time.perf_counter() - tic
+    yield Progress("track", 1, 1)
+    return PipelineResult(tracked.labels, tracked.lineage, tracked.tracks, tracked.graph, seconds)
+
+
+def _cleanup(config: PipelineConfig) -> dict[str, Any]:
+    return {
+        "min_iou": config.min_iou,
+        "min_child_overlap": config.min_child_overlap,
+        "min_track_length": config.min_track_length,
+        "min_split_frames": config.min_split_frames,
+        "min_child_ratio": config.min_child_ratio,
+        "max_gap": config.max_gap,
+        "max_gap_distance": config.max_gap_distance,
+    }
+
+
+class _StoreView:
+    """A store seen as a sequence of embeddings (part 0) or foreground masks (part 1)."""
+
+    def __init__(self, store: Any, part: int, config: PipelineConfig | None = None) -> None:
+        self._store, self._part, self._config = store, part, config
+
+    def __len__(self) -> int:
+        return self._store.n_frames
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        emb, fg = self._store.get(t)
+        if self._part == 0:
+            return emb
+        return foreground_mask(fg, emb.shape[1:], self._config)
