@@ -63,6 +63,17 @@ class JobControl(Container):
         self._on_click: Callable[[], None] | None = None
         self._button.changed.connect(self._clicked)
         session.busy_changed.connect(self._refresh)
+        # closing the viewer mid-job: stop the worker before its handlers reach dead widgets
+        self.native.destroyed.connect(self._stop_on_destroy)
+
+    def _stop_on_destroy(self, *_: Any) -> None:
+        self._session.busy_changed.disconnect(self._refresh)
+        worker, self.worker = self.worker, None
+        if worker is not None:
+            for signal in (worker.yielded, worker.returned, worker.errored, worker.finished):
+                signal.disconnect()
+            worker.quit()
+            self._session.release(self._kind)
 
     @property
     def running(self) -> bool:
@@ -123,6 +134,8 @@ class JobControl(Container):
         self._progress.visible = True
         self._progress.max, self._progress.value = 1, 0
         self._button.text = "Cancel"
+        # claim() above ran _refresh before self.worker was set, which disabled the button
+        self._button.enabled = True
         self.set_status("starting...")
 
         def yielded(item: tuple[int, int, Any]) -> None:

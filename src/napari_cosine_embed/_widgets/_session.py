@@ -116,6 +116,7 @@ class Session:
         A cache whose image changed (another fingerprint) is replaced by an empty one.
         The layer's data must be (T, Y, X) or (Y, X).
         """
+        layer = _unwrap(layer)
         data = layer.data
         fingerprint = image_fingerprint(data)
         entry = self._stores.get(layer)
@@ -168,8 +169,18 @@ class Session:
         self.busy_changed.emit()
 
 
+def _unwrap(obj: Any) -> Any:
+    """The napari object behind the ``PublicOnlyProxy`` napari hands to plugin widgets.
+
+    Each access through a proxy returns a new proxy, so a weak key made from one (the viewer of
+    a session, the layer of a cache) dies as soon as that proxy does.
+    """
+    return getattr(obj, "__wrapped__", obj)
+
+
 def session_for(viewer: Any) -> Session:
     """The session of ``viewer``, created on first use (one per viewer, never shared)."""
+    viewer = _unwrap(viewer)
     session = _SESSIONS.get(viewer)
     if session is None:
         session = _SESSIONS[viewer] = Session(viewer)

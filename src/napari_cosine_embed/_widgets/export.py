@@ -1,0 +1,182 @@
+"""Export widget: save results as a CTC result folder, curated frames as CTC ground truth, or
+labels as a TIFF.
+
+The core writers (:mod:`..core.io.ctc`, :mod:`..core.io.tiff`) build everything in a temporary
+sibling and move it into place when complete, so a cancelled or failed export leaves nothing
+half-written. An existing output is replaced only when "overwrite" is ticked; otherwise the
+user is told and the output is left as it was. The arrays are copied on the main thread and
+written in a worker, so a long movie does not freeze napari.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit
+
+from ..core.errors import InputError, OutputExistsError
+from ._jobs import JobControl
+from ._session import session_for
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["ExportWidget"]
+
+RESULT = "CTC result folder"
+GROUND_TRUTH = "CTC ground truth (curated frames)"
+TIFF = "labels TIFF"
+
+
+def _parents(tracks_layer: Any) -> dict[int, int]:
+    """``{child: parent}`` from a Tracks layer's graph (track ids are the label values)."""
+    if tracks_layer is None:
+        return {}
+    parents = {}
+    for child, ps in (tracks_layer.graph or {}).items():
+        ps = [ps] if np.isscalar(ps) else list(ps)
+        if ps:
+            parents[int(child)] = int(ps[0])
+    return parents
+
+
+def _ctc_tracks(labels: np.ndarray, parents: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and lineage in CTC form: a track that skips frames continues under a new label."""
+    from ..core.io.lineage import split_track_gaps
+
+    return split_track_gaps(labels, parents=parents or None)
+
+
+def _write(write: Callable[[], Path]) -> Generator[tuple[int, int, None], None, Path]:
+    """A writer as a job; the core writers are single calls, so progress is start and end."""
+    yield 0, 1, None
+    out = write()
+    yield 1, 1, None
+    return out
+
+
+class ExportWidget(Container):
+    """Dock widget: export a labels layer (and its tracks) to disk.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        Injected by napari.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        self._viewer = viewer
+        self._session = session_for(viewer)
+        self._format = ComboBox(label="export as", choices=[RESULT, GROUND_TRUTH, TIFF])
+        self._labels_choice = ComboBox(label="labels", choices=self._layer_choices("Labels"))
+        self._tracks = ComboBox(
+            label="tracks", choices=self._layer_choices("Tracks"), nullable=True, value=None
+        )
+        self._path = FileEdit(label="output", mode="d")
+        self._overwrite = CheckBox(label="overwrite", value=False)
+        self._control = JobControl(self._session, "export", "Export")
+        super().__init__(
+            widgets=[
+                self._format,
+                self._labels_choice,
+                self._tracks,
+                self._path,
+                self._overwrite,
+                self._control,
+            ]
+        )
+        self._control.on_click(self._run)
+        self._format.changed.connect(self._format_changed)
+        self._format_changed()
+
+    @property
+    def control(self) -> JobControl:
+        return self._control
+
+    def _layer_choices(self, kind: str):
+        def choices(_widget: Any = None) -> list[tuple[str, Any]]:
+            return [(x.name, x) for x in self._viewer.layers if type(x).__name__ == kind]
+
+        return choices
+
+    def _format_changed(self, *_: Any) -> None:
+        tiff = self._format.value == TIFF
+        self._path.mode = "w" if tiff else "d"
+        self._path.filter = "*.tif *.tiff" if tiff else None
+        self._tracks.visible = not tiff
+
+    def _output(self) -> Path:
+        path = self._path.value
+        if path is None or str(path) in ("", "."):
+            raise InputError("Choose where to export (the output path is empty).")
+        path = Path(path).expanduser()
+        if self._format.value == TIFF and path.suffix.lower() not in (".tif", ".tiff"):
+            path = path.with_name(path.name + ".tif")
+        if path.exists() and not self._overwrite.value:
+            raise OutputExistsError(
+                f"{path} already exists; tick 'overwrite' to replace it, or choose another path"
+            )
+        return path
+
+    def _run(self) -> None:
+        """Check the inputs and copy the data on the main thread, then write in a worker."""
+        layer = self._labels_choice.value
+        if layer is None:
+            raise InputError("Choose a labels layer to export.")
+        path = self._output()
+        overwrite = bool(self._overwrite.value)
+        labels = np.array(layer.data, copy=True)  # later edits must not race with the writer
+        fmt = self._format.value
+        if fmt == TIFF:
+            from ..core.io.tiff import write_labels_tiff
+
+            def write() -> Path:
+                return write_labels_tiff(path, labels, overwrite=overwrite)
+        else:
+            write = self._ctc_writer(fmt, layer, labels, path, overwrite)
+        self._control.start(_write(write), on_return=self._done)
+
+    def _ctc_writer(
+        self, fmt: str, layer: Any, labels: np.ndarray, path: Path, overwrite: bool
+    ) -> Callable[[], Path]:
+        from ..core.io.ctc import write_ctc_gt, write_ctc_result
+
+        if labels.ndim == 2:
+            labels = labels[None]
+        if labels.ndim != 3:
+            raise InputError(
+                f"'{layer.name}' has shape {labels.shape}; a CTC folder needs labels of shape "
+                "(T, Y, X) or (Y, X)"
+            )
+        parents = _parents(self._tracks.value)
+        missing = sorted(set(parents) - set(np.unique(labels).tolist()))
+        if missing:
+            raise InputError(
+                f"the tracks layer names tracks {missing[:5]} that are not labels of "
+                f"'{layer.name}'; choose the tracks made from these labels, or none"
+            )
+        if fmt == RESULT:
+            return lambda: write_ctc_result(
+                path, *_ctc_tracks(labels, parents), overwrite=overwrite
+            )
+        curated = self._session.curated_frames(layer.name)
+        if not curated:
+            raise InputError(
+                f"'{layer.name}' has no curated frame; mark the corrected frames as curated to "
+                "export them as ground truth"
+            )
+        if curated[-1] >= labels.shape[0]:
+            raise InputError(f"curated frames {curated} do not fit '{layer.name}'")
+
+        def write() -> Path:
+            tra, lineage = _ctc_tracks(labels, parents)
+            seg = {t: tra[t] for t in curated}  # the same ids as TRA, even after a gap split
+            return write_ctc_gt(path, tra=tra, lineage=lineage, seg=seg, overwrite=overwrite)
+
+        return write
+
+    def _done(self, path: Path) -> None:
+        self._control.set_status(f"wrote {path}")

@@ -1,0 +1,236 @@
+"""Track widget: link per-frame instances into tracks with divisions.
+
+Two methods, both from :mod:`..core.tracking`: overlap linking of any labels layer of
+per-frame instances (:func:`~..core.tracking.link_labels`; the instances may come from the
+Group widget or from any other tool), or Payer et al.'s clustering of frame pairs
+(:func:`~..core.tracking.track_pairs`), which segments and tracks at once from the embeddings
+cached for an image layer. The result is written to a labels layer "tracked" (one id per
+track) and a Tracks layer "tracks" (centroids, with the division graph).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, SpinBox
+
+from ..core.errors import InputError
+from ._jobs import JobControl
+from ._session import session_for
+
+if TYPE_CHECKING:
+    import napari
+
+    from ..core.tracking import TrackingResult
+
+__all__ = ["TrackWidget"]
+
+OVERLAP = "overlap linking"
+PAIRS = "pair clustering (Payer)"
+LABELS_NAME, TRACKS_NAME = "tracked", "tracks"
+
+
+class _StoreFrames:
+    """An embedding store seen as a sequence of embeddings or of foreground masks.
+
+    ``track_pairs`` indexes its inputs frame by frame, so the worker reads one frame at a
+    time and the movie's embeddings are never all decompressed at once.
+    """
+
+    def __init__(self, store: Any, part: int, threshold: float = 0.5) -> None:
+        self._store, self._part, self._threshold = store, part, threshold
+
+    def __len__(self) -> int:
+        return self._store.n_frames
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        emb, fg = self._store.get(t)
+        if self._part == 0:
+            return emb
+        if fg is None:  # a model without a foreground head: every pixel is grouped
+            return np.ones(emb.shape[1:], bool)
+        return fg >= self._threshold
+
+
+def _link(labels: np.ndarray, options: dict) -> Generator[tuple[int, int, None], None, Any]:
+    """:func:`link_labels` as a job: it is one call, so progress is only its start and end."""
+    from ..core.tracking import link_labels
+
+    yield 0, 1, None
+    result = link_labels(labels, **options)
+    yield 1, 1, None
+    return result
+
+
+def _pairs(
+    store: Any, options: dict, threshold: float
+) -> Generator[tuple[int, int, None], None, Any]:
+    """:func:`track_pairs` as a job, one progress step per clustered frame pair."""
+    from ..core.tracking import track_pairs
+
+    tracker = track_pairs(_StoreFrames(store, 0), _StoreFrames(store, 1, threshold), **options)
+    while True:
+        try:
+            done, total = next(tracker)
+        except StopIteration as stop:
+            return stop.value
+        yield done, total, None
+
+
+class TrackWidget(Container):
+    """Dock widget: link instances over time; writes the "tracked" and "tracks" layers.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        Injected by napari.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        self._viewer = viewer
+        self._session = session_for(viewer)
+        self._method = ComboBox(label="method", choices=[OVERLAP, PAIRS], value=OVERLAP)
+        self._labels_choice = ComboBox(label="instances", choices=self._layer_choices("Labels"))
+        self._image = ComboBox(label="image", choices=self._layer_choices("Image"))
+        self._min_samples = SpinBox(label="min samples", value=10, min=1, max=1000)
+        self._min_cluster_size = SpinBox(
+            label="min cluster size", value=100, min=2, max=1_000_000, step=10
+        )
+        self._coord_weight = FloatSpinBox(label="coord weight", value=2.0, min=0, max=100)
+        self._threshold = FloatSpinBox(
+            label="foreground threshold", value=0.5, min=0.0, max=1.0, step=0.05
+        )
+        self._min_track_length = SpinBox(label="min track length", value=2, min=1, max=10_000)
+        self._min_split_frames = SpinBox(label="min split frames", value=3, min=1, max=10_000)
+        self._min_child_ratio = FloatSpinBox(
+            label="min child ratio", value=0.3, min=0.0, max=1.0, step=0.05
+        )
+        self._max_gap = SpinBox(label="max gap", value=1, min=0, max=100)
+        self._control = JobControl(self._session, "track", "Track")
+        super().__init__(
+            widgets=[
+                self._method,
+                self._labels_choice,
+                self._image,
+                self._min_samples,
+                self._min_cluster_size,
+                self._coord_weight,
+                self._threshold,
+                self._min_track_length,
+                self._min_split_frames,
+                self._min_child_ratio,
+                self._max_gap,
+                self._control,
+            ]
+        )
+        self._control.on_click(self._run)
+        self._method.changed.connect(self._show_method_options)
+        self._show_method_options()
+
+    @property
+    def control(self) -> JobControl:
+        return self._control
+
+    def _layer_choices(self, kind: str):
+        def choices(_widget: Any = None) -> list[tuple[str, Any]]:
+            return [(x.name, x) for x in self._viewer.layers if type(x).__name__ == kind]
+
+        return choices
+
+    def _layer_named(self, name: str) -> Any:
+        return next((x for x in self._viewer.layers if x.name == name), None)
+
+    def _show_method_options(self, *_: Any) -> None:
+        pairs = self._method.value == PAIRS
+        self._labels_choice.visible = not pairs
+        for widget in (
+            self._image,
+            self._min_samples,
+            self._min_cluster_size,
+            self._coord_weight,
+            self._threshold,
+        ):
+            widget.visible = pairs
+
+    def _cleanup_options(self) -> dict:
+        return {
+            "min_track_length": int(self._min_track_length.value),
+            "min_split_frames": int(self._min_split_frames.value),
+            "min_child_ratio": float(self._min_child_ratio.value),
+            "max_gap": int(self._max_gap.value),
+        }
+
+    # -- run -----------------------------------------------------------------------------
+    def _run(self) -> None:
+        """Read and check the inputs on the main thread, then track in a worker."""
+        if self._method.value == PAIRS:
+            gen, source = self._pairs_job()
+        else:
+            gen, source = self._link_job()
+        self._control.start(gen, on_return=lambda result: self._show(result, source))
+
+    def _link_job(self):
+        layer = self._labels_choice.value
+        if layer is None:
+            raise InputError("Choose a labels layer of per-frame instances to track.")
+        if layer.data.ndim != 3:
+            raise InputError(
+                f"'{layer.name}' has shape {tuple(layer.data.shape)}; tracking needs per-frame "
+                "instances of shape (T, Y, X)"
+            )
+        # A copy, so that painting in the layer while the worker runs cannot race with it.
+        labels = np.array(layer.data, copy=True)
+        return _link(labels, self._cleanup_options()), layer
+
+    def _pairs_job(self):
+        layer = self._image.value
+        if layer is None:
+            raise InputError("Choose the image layer whose embeddings to cluster.")
+        if layer.data.ndim != 3 or getattr(layer, "rgb", False):
+            raise InputError(
+                f"'{layer.name}' has shape {tuple(layer.data.shape)}; pair clustering needs a "
+                "grayscale movie of shape (T, Y, X)"
+            )
+        store = self._session.store_for(layer, create=False)
+        missing = list(range(layer.data.shape[0])) if store is None else store.missing()
+        if missing:
+            raise InputError(
+                f"{len(missing)} frame(s) of '{layer.name}' have no embedding for the current "
+                "model; embed the whole movie first (Embed widget)"
+            )
+        options = {
+            "min_samples": int(self._min_samples.value),
+            # the clusters span two frames, so they hold about twice an instance's pixels
+            "min_cluster_size": 2 * int(self._min_cluster_size.value),
+            "coord_weight": float(self._coord_weight.value),
+            **self._cleanup_options(),
+        }
+        return _pairs(store, options, float(self._threshold.value)), layer
+
+    def _show(self, result: TrackingResult, source: Any) -> None:
+        """Write the result into the fixed output layers (main thread)."""
+        place = {"scale": source.scale[-3:], "translate": source.translate[-3:]}
+        labels = self._layer_named(LABELS_NAME)
+        if type(labels).__name__ == "Labels":
+            labels.data = result.labels
+        else:
+            self._viewer.add_labels(result.labels, name=LABELS_NAME, **place)
+        n_tracks = len(result.lineage)
+        n_divisions = len({p[0] for p in result.graph.values()})
+        self._control.set_status(f"{n_tracks} tracks, {n_divisions} divisions")
+        tracks = self._layer_named(TRACKS_NAME)
+        if len(result.tracks) == 0:
+            if type(tracks).__name__ == "Tracks":
+                self._viewer.layers.remove(tracks)  # our own stale output; no track now
+            return
+        if type(tracks).__name__ == "Tracks":
+            # The old graph may name ids absent from the new data: clear it first.
+            tracks.graph = {}
+            tracks.data = result.tracks
+            tracks.graph = result.graph
+        else:
+            self._viewer.add_tracks(
+                result.tracks, graph=result.graph, name=TRACKS_NAME, tail_length=10, **place
+            )

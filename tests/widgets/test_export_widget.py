@@ -1,0 +1,127 @@
+"""Export widget: CTC result, CTC ground truth and TIFF, read back; no silent overwrite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from napari.utils.notifications import notification_manager
+
+from napari_cosine_embed._sample_data import synthetic_timelapse_sample
+from napari_cosine_embed._widgets._session import session_for
+from napari_cosine_embed._widgets.export import GROUND_TRUTH, RESULT, TIFF
+from napari_cosine_embed.core.io.ctc import read_ctc_gt, read_ctc_result
+from napari_cosine_embed.core.io.lineage import lineage_from_labels, tracks_from_labels
+
+PLUGIN = "napari-cosine-embed"
+N_FRAMES = 6  # holds the sample's first division (frame 4)
+
+
+@pytest.fixture(scope="module")
+def sample():
+    (_, _, _), (labels, _, _), (_, meta, _) = synthetic_timelapse_sample()
+    labels = np.asarray(labels[:N_FRAMES])
+    present = set(np.unique(labels).tolist())
+    parents = {c: p[0] for c, p in meta["graph"].items() if c in present}
+    return labels, parents
+
+
+@pytest.fixture
+def setup(make_napari_viewer, sample):
+    labels, parents = sample
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(labels.copy(), name="tracked")
+    data, graph = tracks_from_labels(labels, lineage_from_labels(labels, parents=parents))
+    tracks = viewer.add_tracks(data, graph=graph, name="tracks")
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Export")
+    return viewer, layer, tracks, widget
+
+
+def _export(qtbot, widget):
+    widget.control.button.native.click()
+    worker = widget.control.worker
+    assert worker is not None, "the export did not start"
+    with qtbot.waitSignal(worker.finished, timeout=30_000):
+        pass
+
+
+def test_ctc_result_reads_back_equal(qtbot, tmp_path, setup):
+    _, layer, tracks, widget = setup
+    widget._format.value = RESULT
+    widget._labels_choice.value = layer
+    widget._tracks.value = tracks
+    widget._path.value = tmp_path / "01_RES"
+    _export(qtbot, widget)
+    labels, lineage = read_ctc_result(tmp_path / "01_RES")
+    np.testing.assert_array_equal(labels, layer.data)
+    assert {int(r[0]): int(r[3]) for r in lineage if r[3]} == {
+        int(c): int(p[0]) for c, p in tracks.graph.items()
+    }
+    assert len(tracks.graph) == 2
+    assert not list(tmp_path.glob(".*"))  # no temporary folder left behind
+
+
+def test_curated_frames_as_ground_truth(qtbot, tmp_path, setup):
+    viewer, layer, tracks, widget = setup
+    session = session_for(viewer)
+    session.set_curated("tracked", 1)
+    session.set_curated("tracked", 4)
+    widget._format.value = GROUND_TRUTH
+    widget._labels_choice.value = layer
+    widget._tracks.value = tracks
+    widget._path.value = tmp_path / "01_GT"
+    _export(qtbot, widget)
+    gt = read_ctc_gt(tmp_path / "01_GT")
+    assert sorted(gt.seg) == [1, 4]
+    for t in (1, 4):
+        np.testing.assert_array_equal(gt.seg[t], layer.data[t])
+    np.testing.assert_array_equal(np.asarray(gt.tra), layer.data)
+    assert {int(r[0]): int(r[3]) for r in gt.lineage if r[3]} == {
+        int(c): int(p[0]) for c, p in tracks.graph.items()
+    }
+
+
+def test_labels_tiff(qtbot, tmp_path, setup):
+    _, layer, _, widget = setup
+    widget._format.value = TIFF
+    assert widget._path.mode.value == "w"
+    widget._labels_choice.value = layer
+    widget._path.value = tmp_path / "labels"  # the extension is added
+    _export(qtbot, widget)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "labels.tif"), layer.data)
+
+
+def test_existing_output_is_never_replaced_silently(qtbot, tmp_path, setup):
+    _, layer, _tracks, widget = setup
+    out = tmp_path / "01_RES"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    widget._format.value = RESULT
+    widget._labels_choice.value = layer
+    widget._path.value = out
+    assert not widget._overwrite.value
+    before = len(notification_manager.records)
+    widget.control.button.native.click()
+    assert widget.control.worker is None
+    messages = [str(n.message) for n in notification_manager.records[before:]]
+    assert any("already exists" in m and "overwrite" in m for m in messages), messages
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+    assert (out / "mine.txt").read_text() == "keep me"
+
+    widget._overwrite.value = True
+    _export(qtbot, widget)
+    np.testing.assert_array_equal(read_ctc_result(out)[0], layer.data)
+    assert not (out / "mine.txt").exists()
+
+
+def test_ground_truth_without_curated_frames_is_told(tmp_path, setup):
+    _, layer, _, widget = setup
+    widget._format.value = GROUND_TRUTH
+    widget._labels_choice.value = layer
+    widget._path.value = tmp_path / "01_GT"
+    before = len(notification_manager.records)
+    widget.control.button.native.click()
+    assert widget.control.worker is None
+    messages = [str(n.message) for n in notification_manager.records[before:]]
+    assert any("curated" in m for m in messages), messages
+    assert not (tmp_path / "01_GT").exists()

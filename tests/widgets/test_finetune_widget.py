@@ -1,0 +1,93 @@
+"""Fine-tune widget: a few steps on two curated frames, saved as a new model file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from napari.utils.notifications import notification_manager
+
+from napari_cosine_embed._sample_data import synthetic_timelapse_sample
+from napari_cosine_embed._widgets._session import session_for
+from napari_cosine_embed.core.checkpoint import load_model
+
+PLUGIN = "napari-cosine-embed"
+
+
+@pytest.fixture(scope="module")
+def movie():
+    (image, _, _), (labels, _, _), _ = synthetic_timelapse_sample()
+    return np.asarray(image[:6]), np.asarray(labels[:6])
+
+
+def _setup(make_napari_viewer, tmp_path, movie, *, curated=(1, 4)):
+    image, labels = movie
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    viewer.add_labels(labels.copy(), name="corrected")
+    session = session_for(viewer)
+    session.project_dir = tmp_path
+    for t in curated:
+        session.set_curated("corrected", t)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Fine-tune")
+    # tiny batches keep a CPU step well under a second
+    widget._crop.value, widget._batch.value = 64, 1
+    return viewer, session, widget
+
+
+def test_finetune_saves_a_new_model_and_offers_it(make_napari_viewer, qtbot, tmp_path, movie):
+    _viewer, session, widget = _setup(make_napari_viewer, tmp_path, movie)
+    assert "1, 4" in widget._curated.value
+    widget._steps.value = 5
+    widget._val_fraction.value = 0.5  # of two curated frames: one held out
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "finetuned-001.pt").write_bytes(b"an earlier run")
+    old_id = session.model_id
+
+    widget.control.button.native.click()
+    assert widget.control.worker is not None
+    with qtbot.waitSignal(widget.control.worker.finished, timeout=120_000):
+        pass
+
+    assert [s for s, _ in widget.plot.loss] == [1, 2, 3, 4, 5]
+    assert len(widget.plot.score) == 5  # validated after every step of so short a run
+    assert (models / "finetuned-001.pt").read_bytes() == b"an earlier run"
+    assert widget.saved == models / "finetuned-002.pt"
+    model = load_model(widget.saved, device="cpu")
+    assert model.record["base_model"]["name"] == "default"
+    assert model.record["validation"] is not None
+    assert model.record["data"]["summary"]
+    assert "finetuned-002.pt" in widget._result.value
+    assert "validation score" in widget._result.value
+    assert session.model_id == old_id  # nothing changes until the user asks
+
+    assert not widget._use.native.isHidden()
+    widget._use.native.click()
+    assert session.model_source == str(widget.saved)
+    assert session.model_id != old_id
+    assert widget._use.native.isHidden()
+
+
+def test_cancel_keeps_the_model_of_the_steps_done(make_napari_viewer, qtbot, tmp_path, movie):
+    _, _, widget = _setup(make_napari_viewer, tmp_path, movie, curated=(2,))
+    widget._steps.value = 1000
+    widget.control.button.native.click()
+    worker = widget.control.worker
+    qtbot.waitUntil(lambda: len(widget.plot.loss) >= 1, timeout=60_000)
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        widget.control.button.native.click()  # Cancel
+    assert widget.saved == tmp_path / "models" / "finetuned-001.pt"
+    record = load_model(widget.saved, device="cpu").record
+    assert 1 <= record["steps_run"] < 1000
+    assert record["stopped_early"]
+
+
+def test_no_curated_frame_is_told(make_napari_viewer, tmp_path, movie):
+    _, _, widget = _setup(make_napari_viewer, tmp_path, movie, curated=())
+    assert "no curated frame" in widget._curated.value
+    before = len(notification_manager.records)
+    widget.control.button.native.click()
+    assert widget.control.worker is None
+    messages = [str(n.message) for n in notification_manager.records[before:]]
+    assert any("curated" in m for m in messages), messages
+    assert not (tmp_path / "models").exists()
