@@ -1,0 +1,529 @@
+"""The Group widget: cluster cached embeddings into instances, with a live preview of one frame.
+
+HDBSCAN has an expensive part (the tree, which depends on the frame, ``min_samples``, the
+coordinate weight and the foreground mask) and a cheap one (cutting the tree for a
+``min_cluster_size``, epsilon and selection method). The preview keeps one
+:class:`~..core.grouping.HDBSCANGrouper` per expensive combination, so moving a cheap control
+re-cuts a cached tree on the main thread in milliseconds, while an expensive change builds a new
+tree in a worker and the old preview stays until the new one is ready. Control changes are
+debounced (a single-shot timer), and a result whose parameters changed meanwhile is cached but
+not shown. Mean shift always runs in the worker (each bandwidth costs tens of milliseconds).
+
+"Apply to all frames" groups every frame with the current parameters into a labels layer called
+``instances``; "Auto-tune" grid-searches the parameters on the frames of a labels layer marked as
+curated and sets the best ones into the controls.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Generator
+from dataclasses import asdict, dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FloatSlider,
+    FloatSpinBox,
+    Label,
+    Slider,
+    SpinBox,
+)
+
+from ..core.errors import InputError
+from ._jobs import JobControl
+from ._session import session_for
+from .embed import (
+    check_image_layer,
+    connect_while_alive,
+    frames_of,
+    layer_choices,
+    layer_events,
+    named_layer,
+    real_viewer,
+)
+
+if TYPE_CHECKING:
+    import napari
+
+__all__ = ["INSTANCES_LAYER", "PREVIEW_LAYER", "GroupParams", "GroupWidget", "group_frame"]
+
+PREVIEW_LAYER = "preview"
+INSTANCES_LAYER = "instances"
+DEBOUNCE_MS = 50
+_CACHED_GROUPERS = 8
+#: Controls whose change needs a new grouper (a new tree for HDBSCAN).
+_REBUILD = ("image", "method", "min_samples", "coord_weight", "threshold")
+
+
+@dataclass(frozen=True)
+class GroupParams:
+    """Everything that decides the instances of one frame."""
+
+    method: str = "hdbscan"
+    min_samples: int = 10
+    coord_weight: float = 1.0
+    threshold: float = 0.5
+    min_cluster_size: int = 50
+    epsilon: float = 0.0
+    selection: str = "eom"
+    bandwidth: float = 0.1
+    min_size: int = 20
+    split: bool = True
+
+    def build_key(self) -> tuple:
+        """The parameters a grouper is built with (the rest only cut or clean up)."""
+        if self.method == "hdbscan":
+            return ("hdbscan", self.min_samples, self.coord_weight, self.threshold)
+        return ("meanshift", self.coord_weight, self.threshold)
+
+
+def build_grouper(embedding: np.ndarray, foreground: np.ndarray | None, params: GroupParams):
+    """The (expensive) grouper of one frame: an HDBSCAN tree or a mean-shift support."""
+    from ..core.grouping import HDBSCANGrouper, MeanShiftGrouper
+
+    mask = None if foreground is None else foreground >= params.threshold
+    if params.method == "hdbscan":
+        return HDBSCANGrouper(
+            embedding,
+            foreground=mask,
+            min_samples=params.min_samples,
+            coord_weight=params.coord_weight,
+        )
+    return MeanShiftGrouper(embedding, foreground=mask, coord_weight=params.coord_weight)
+
+
+def cut(grouper: Any, params: GroupParams) -> np.ndarray:
+    """Instances (Y, X) int32 from a built grouper: the cheap part, then the clean-up."""
+    from ..core.grouping import postprocess
+
+    if params.method == "hdbscan":
+        raw = grouper.labels(params.min_cluster_size, params.epsilon, params.selection)
+    else:
+        raw = grouper.labels(params.bandwidth)
+    return postprocess(raw, min_size=params.min_size, split=params.split)
+
+
+def group_frame(
+    embedding: np.ndarray, foreground: np.ndarray | None, params: GroupParams
+) -> np.ndarray:
+    """Instances of one frame, ``(Y, X)`` int32, 0 background, objects 1..K."""
+    return cut(build_grouper(embedding, foreground, params), params)
+
+
+#: Values auto-tune tries besides the current ones (constructor parameters form the outer loop).
+TUNE_SPACES = {
+    "hdbscan": {
+        "min_samples": [5, 10, 20],
+        "coord_weight": [0.5, 1.0, 2.0],
+        "min_cluster_size": [20, 50, 100, 200],
+        "cluster_selection_epsilon": [0.0, 0.05],
+        "method": ["eom", "leaf"],
+    },
+    "meanshift": {"coord_weight": [0.0, 1.0], "bandwidth": [0.03, 0.05, 0.1, 0.15, 0.2, 0.3]},
+}
+#: Tune parameter name -> GroupParams field.
+_TUNED = {
+    "min_samples": "min_samples",
+    "coord_weight": "coord_weight",
+    "min_cluster_size": "min_cluster_size",
+    "cluster_selection_epsilon": "epsilon",
+    "method": "selection",
+    "bandwidth": "bandwidth",
+}
+
+
+class GroupWidget(Container):
+    """Group an image layer's cached embeddings into instances.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        Injected by napari.
+
+    Attributes
+    ----------
+    preview_latencies : dict of str to list of float
+        Seconds from the last change of a control (keyed by its name, e.g.
+        ``"min_cluster_size"``, ``"min_samples"``, or ``"frame"`` for the slider) to the preview
+        layer showing its result.
+    builds : int
+        Groupers built for the preview so far (a cheap change builds none).
+    preview_frame : int or None
+        Frame the preview layer shows.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        from qtpy.QtCore import QTimer
+
+        self._viewer = viewer = real_viewer(viewer)
+        self._session = session = session_for(viewer)
+        d = GroupParams()
+        self._image = ComboBox(label="image", choices=layer_choices(viewer, "Image"))
+        self._method = ComboBox(label="method", choices=["hdbscan", "meanshift"], value=d.method)
+        self._min_samples = SpinBox(label="min samples", min=1, max=200, value=d.min_samples)
+        self._min_cluster_size = Slider(
+            label="min cluster size", min=2, max=5000, value=d.min_cluster_size
+        )
+        self._coord_weight = FloatSlider(
+            label="coordinate weight", min=0.0, max=5.0, step=0.1, value=d.coord_weight
+        )
+        self._epsilon = FloatSpinBox(label="epsilon", min=0.0, max=2.0, step=0.01, value=0.0)
+        self._selection = ComboBox(label="selection", choices=["eom", "leaf"], value=d.selection)
+        self._bandwidth = FloatSpinBox(
+            label="bandwidth", min=0.01, max=1.0, step=0.01, value=d.bandwidth
+        )
+        self._threshold = FloatSlider(
+            label="foreground threshold", min=0.0, max=1.0, step=0.05, value=d.threshold
+        )
+        self._min_size = SpinBox(label="min object size", min=0, max=100_000, value=d.min_size)
+        self._split = CheckBox(text="split disconnected pieces", value=d.split)
+        self._live = CheckBox(text="live preview of the frame in view", value=True)
+        self._status = Label(value="")
+        self._apply = JobControl(session, "group", "Apply to all frames")
+        self._curated = ComboBox(label="curated labels", choices=self._labels_choices)
+        self._tune = JobControl(session, "tune", "Auto-tune on curated frames")
+        self._controls = {
+            "image": self._image,
+            "method": self._method,
+            "min_samples": self._min_samples,
+            "min_cluster_size": self._min_cluster_size,
+            "coord_weight": self._coord_weight,
+            "epsilon": self._epsilon,
+            "selection": self._selection,
+            "bandwidth": self._bandwidth,
+            "threshold": self._threshold,
+            "min_size": self._min_size,
+            "split": self._split,
+            "live": self._live,
+        }
+        super().__init__(
+            widgets=[
+                *self._controls.values(),
+                self._status,
+                self._apply,
+                self._curated,
+                self._tune,
+            ]
+        )
+        self.preview_latencies: dict[str, list[float]] = {}
+        self.builds = 0
+        self.preview_frame: int | None = None
+        self._groupers: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()  # key -> (store, g)
+        self._worker = None
+        self._changed: tuple[str, float] | None = None  # (control, when) not yet shown
+        self._timer = QTimer(self.native)  # deleted with the widget, so it never fires after
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(DEBOUNCE_MS)
+        self._timer.timeout.connect(self.refresh_preview)
+        for name, widget in self._controls.items():
+            widget.changed.connect(partial(self._control_changed, name))
+        self._apply.on_click(self.apply_to_all)
+        self._tune.on_click(self.auto_tune)
+        connect_while_alive(
+            self,
+            [
+                (viewer.dims.events.current_step, self._frame_moved),
+                (session.embeddings_changed, self._embedding_arrived),
+                (session.model_changed, self._model_replaced),
+                *layer_events(viewer, self._layers_changed),
+            ],
+        )
+        self._show_method_controls()
+        self._control_changed("image")
+
+    # -- parameters ---------------------------------------------------------------------------
+    def params(self) -> GroupParams:
+        """The parameters the controls show now."""
+        return GroupParams(
+            method=self._method.value,
+            min_samples=int(self._min_samples.value),
+            coord_weight=round(float(self._coord_weight.value), 3),
+            threshold=round(float(self._threshold.value), 3),
+            min_cluster_size=int(self._min_cluster_size.value),
+            epsilon=round(float(self._epsilon.value), 4),
+            selection=self._selection.value,
+            bandwidth=round(float(self._bandwidth.value), 4),
+            min_size=int(self._min_size.value),
+            split=bool(self._split.value),
+        )
+
+    def set_params(self, **values: Any) -> None:
+        """Set controls by :class:`GroupParams` field name (one debounced preview follows)."""
+        for name, value in values.items():
+            self._controls[name].value = value
+
+    def _show_method_controls(self) -> None:
+        hdbscan = self._method.value == "hdbscan"
+        for widget in (self._min_samples, self._min_cluster_size, self._epsilon, self._selection):
+            widget.visible = hdbscan
+        self._bandwidth.visible = not hdbscan
+
+    # -- live preview --------------------------------------------------------------------------
+    def _control_changed(self, name: str, *_: Any) -> None:
+        if name == "method":
+            self._show_method_controls()
+        self._changed = (name, time.perf_counter())
+        self._timer.start()  # restarts: only the last of a burst of changes runs
+
+    def _frame_moved(self, *_: Any) -> None:
+        layer = self._image.value
+        if layer is not None and layer.ndim == 3 and self._frame_index(layer) != self.preview_frame:
+            self._control_changed("frame")
+
+    def _embedding_arrived(self, name: str, t: int) -> None:
+        layer = self._image.value
+        if layer is not None and layer.name == name and t == self._frame_index(layer):
+            self._control_changed("frame")
+
+    def _model_replaced(self) -> None:
+        self._groupers.clear()
+        self._control_changed("image")
+
+    def _layers_changed(self, *_: Any) -> None:
+        self._image.reset_choices()
+        self._curated.reset_choices()
+
+    def _labels_choices(self, *_: Any) -> list[tuple[str, Any]]:
+        choices = layer_choices(self._viewer, "Labels")()
+        return [(name, layer) for name, layer in choices if name != PREVIEW_LAYER]
+
+    def _frame_index(self, layer: Any) -> int:
+        if layer.data.ndim == 2:
+            return 0
+        t = layer.world_to_data(self._viewer.dims.point)[0]
+        return int(np.clip(round(float(t)), 0, layer.data.shape[0] - 1))
+
+    def refresh_preview(self) -> None:
+        """Show the instances of the frame in view for the current parameters (debounced)."""
+        layer = self._image.value
+        if not self._live.value or layer is None:
+            return
+        try:
+            check_image_layer(layer)
+        except InputError as exc:
+            self._status.value = str(exc)
+            return
+        t = self._frame_index(layer)
+        store = self._session.store_for(layer, create=False)  # hashes 3 frames: once per call
+        if store is None or not store.has(t):
+            self._status.value = f"frame {t} has no embedding yet: compute it in the Embed widget"
+            return
+        params = self.params()
+        key = (id(store), t, *params.build_key())
+        entry = self._groupers.get(key)
+        grouper = entry[1] if entry is not None and entry[0] is store else None
+        if grouper is not None and params.method == "hdbscan":
+            self._groupers.move_to_end(key)
+            tic = time.perf_counter()
+            labels = cut(grouper, params)
+            self._show(layer, t, labels, f"cut in {1000 * (time.perf_counter() - tic):.0f} ms")
+            return
+        if self._worker is not None:
+            return  # the running build re-checks the parameters when it ends
+        from napari.qt.threading import create_worker
+
+        self._status.value = f"frame {t}: building..."
+        worker = create_worker(_preview_job, store, t, params, grouper, _start_thread=False)
+        built = grouper is None
+        worker.returned.connect(partial(self._preview_built, layer, t, params, key, store, built))
+        worker.errored.connect(lambda exc: setattr(self._status, "value", f"failed: {exc}"))
+        worker.finished.connect(partial(self._preview_finished, worker))
+        self._worker = worker
+        worker.start()
+
+    def _preview_built(self, layer, t, params, key, store, built, result) -> None:
+        grouper, labels, seconds = result
+        self.builds += built
+        self._groupers[key] = (store, grouper)
+        while len(self._groupers) > _CACHED_GROUPERS:
+            self._groupers.popitem(last=False)
+        current = self._image.value
+        if current is layer and self._frame_index(layer) == t and self.params() == params:
+            self._show(layer, t, labels, f"computed in {1000 * seconds:.0f} ms")
+        # otherwise stale: _preview_finished asks again with the parameters of now
+
+    def _preview_finished(self, worker) -> None:
+        if self._worker is worker:
+            self._worker = None
+            if self._changed is not None:
+                self.refresh_preview()
+
+    def _show(self, layer: Any, t: int, labels: np.ndarray, how: str) -> None:
+        data = labels if layer.data.ndim == 2 else labels[None]
+        translate = np.array(layer.translate, float)
+        if layer.data.ndim == 3:
+            translate[0] += t * layer.scale[0]
+        viewer = self._viewer
+        target = named_layer(viewer, PREVIEW_LAYER)
+        if target is None or type(target).__name__ != "Labels" or target.ndim != data.ndim:
+            if target is not None:
+                viewer.layers.remove(target)
+            viewer.add_labels(
+                data, name=PREVIEW_LAYER, scale=layer.scale, translate=translate, opacity=0.5
+            )
+            viewer.layers.selection.active = layer
+        else:
+            if target.data.shape == data.shape and target.data.dtype == data.dtype:
+                target.data[...] = data  # in place: half the cost of a new array (no dims update)
+                target.refresh()
+            else:
+                target.data = data
+            if not np.array_equal(target.translate, translate):  # each set redoes the dims
+                target.translate = translate
+        self.preview_frame = t
+        if self._changed is not None:
+            name, when = self._changed
+            self.preview_latencies.setdefault(name, []).append(time.perf_counter() - when)
+            self._changed = None
+        self._status.value = f"frame {t}: {int(labels.max())} objects ({how})"
+
+    # -- all frames ------------------------------------------------------------------------------
+    def _cached_store(self, layer: Any):
+        check_image_layer(layer)
+        store = self._session.store_for(layer, create=False)
+        missing = list(range(frames_of(layer))) if store is None else store.missing()
+        if missing:
+            raise InputError(
+                f"{len(missing)} of {frames_of(layer)} frames of '{layer.name}' have no "
+                "embedding yet: run Compute embeddings in the Embed widget first"
+            )
+        return store
+
+    def apply_to_all(self) -> None:
+        """Group every frame into the ``instances`` labels layer (the button's action)."""
+        layer = self._image.value
+        store = self._cached_store(layer)
+        shape = tuple(layer.data.shape)
+        viewer = self._viewer
+        target = named_layer(viewer, INSTANCES_LAYER)
+        if target is not None and (
+            type(target).__name__ != "Labels" or tuple(target.data.shape) != shape
+        ):
+            raise InputError(
+                f"a layer called '{INSTANCES_LAYER}' of shape {tuple(target.data.shape)} exists "
+                f"and is not a labels layer of the image's shape {shape}: rename or delete it"
+            )
+        if target is None:
+            target = viewer.add_labels(
+                np.zeros(shape, np.int32),
+                name=INSTANCES_LAYER,
+                scale=layer.scale,
+                translate=layer.translate,
+            )
+            viewer.layers.selection.active = layer
+        self._apply.start(
+            _group_job(store, self.params()), on_yield=partial(self._write_frame, target)
+        )
+
+    @staticmethod
+    def _write_frame(target: Any, payload: tuple[int, np.ndarray]) -> None:
+        t, labels = payload
+        if target.data.ndim == 2:
+            target.data[:] = labels
+        else:
+            target.data[t] = labels
+        target.refresh()
+
+    # -- auto-tune -------------------------------------------------------------------------------
+    def auto_tune(self) -> None:
+        """Search parameters on the curated frames of the chosen labels layer (the button's)."""
+        from ..core.grouping import iter_tune
+
+        layer, labels = self._image.value, self._curated.value
+        check_image_layer(layer)
+        if labels is None:
+            raise InputError("choose the labels layer whose curated frames to tune on")
+        if tuple(labels.data.shape) != tuple(layer.data.shape):
+            raise InputError(
+                f"'{labels.name}' has shape {tuple(labels.data.shape)}, the image "
+                f"{tuple(layer.data.shape)}: choose the labels of this image"
+            )
+        curated = self._session.curated_frames(labels.name)
+        if not curated:
+            raise InputError(
+                f"no curated frames in '{labels.name}': correct a frame and mark it as curated "
+                "(Correct widget) first"
+            )
+        frames = [t for t in curated if self._session.frame(layer, t) is not None]
+        if not frames:
+            raise InputError(
+                f"the curated frames {curated} have no embeddings yet: compute them first"
+            )
+        params = self.params()
+        embeddings, foregrounds, truths = [], [], []
+        for t in frames:
+            emb, fg = self._session.frame(layer, t)
+            embeddings.append(emb)
+            foregrounds.append(None if fg is None else fg >= params.threshold)
+            truths.append(np.array(labels.data if labels.data.ndim == 2 else labels.data[t]))
+        space = _tune_space(params)
+        steps = iter_tune(
+            embeddings,
+            truths,
+            grouper=params.method,
+            space=space,
+            foregrounds=foregrounds,
+            postprocess={"min_size": params.min_size, "split": params.split},
+        )
+        self._tune.start(
+            _tune_job(steps, int(np.prod([len(v) for v in space.values()]))),
+            on_yield=self._tune_progress,
+            on_return=self._tune_done,
+        )
+
+    def _tune_progress(self, result: Any) -> None:
+        self._tune.set_status(
+            f"{len(result.trials)} trials, best {result.metric} {result.best_score:.3f}"
+        )
+
+    def _tune_done(self, result: Any) -> None:
+        if result is None or not result.best_params:
+            self._tune.set_status("no trial could be scored")
+            return
+        values = {_TUNED[k]: v for k, v in result.best_params.items() if k in _TUNED}
+        self.set_params(**values)
+        shown = ", ".join(f"{k} {v}" for k, v in values.items())
+        self._tune.set_status(f"best {result.metric} {result.best_score:.3f}: {shown}")
+
+
+def _tune_space(params: GroupParams) -> dict[str, list]:
+    """The grid of :data:`TUNE_SPACES`, with the current values added (so tuning never loses)."""
+    current = asdict(params)
+    space = {}
+    for name, values in TUNE_SPACES[params.method].items():
+        now = current[_TUNED[name]]
+        space[name] = values if now in values else sorted([*values, now])
+    return space
+
+
+def _preview_job(store: Any, t: int, params: GroupParams, grouper: Any):
+    """Worker: build the grouper of frame ``t`` if none is given, then cut it.
+
+    Returns ``(grouper, labels, seconds)``.
+    """
+    tic = time.perf_counter()
+    if grouper is None:
+        grouper = build_grouper(*store.get(t), params)
+    return grouper, cut(grouper, params), time.perf_counter() - tic
+
+
+def _group_job(store: Any, params: GroupParams) -> Generator[tuple[int, int, Any], None, None]:
+    """Worker: group every frame of ``store``, yielding ``(t, labels)`` one frame at a time."""
+    for t in range(store.n_frames):
+        labels = group_frame(*store.get(t), params)
+        yield t + 1, store.n_frames, (t, labels.astype(np.int32, copy=False))
+
+
+def _tune_job(steps, total: int):
+    """Worker: run the grid search, yielding each snapshot; returns the last one."""
+    last = None
+    for result in steps:
+        last = result
+        yield len(result.trials), total, result
+    return last
