@@ -32,8 +32,9 @@ def segmented(dataset, tmp_path_factory) -> Path:
 
 
 def test_segment_writes_a_scored_ctc_result(dataset, segmented):
-    labels, lineage = read_ctc_result(segmented)
-    assert labels.shape == (6, 256, 256) and labels.dtype == np.uint16
+    labels, _lineage = read_ctc_result(segmented)
+    assert labels.shape == (6, 256, 256)
+    assert labels.dtype == np.uint16
     scores = ctc_scores(dataset / "01_GT", segmented)
     # the bundled model on a synthetic movie it never saw (measured: SEG 0.94, TRA 0.99 on seed 5)
     assert scores["SEG"] > 0.8
@@ -44,7 +45,8 @@ def test_segment_writes_a_scored_ctc_result(dataset, segmented):
 def test_segment_writes_its_settings(segmented):
     settings = json.loads((segmented / "settings.json").read_text())
     params = settings["parameters"]
-    assert params["grouping"] == "hdbscan" and params["track"] is True
+    assert params["grouping"] == "hdbscan"
+    assert params["track"] is True
     assert {"min_samples", "min_cluster_size", "coord_weight", "bandwidth"} <= set(params)
     assert settings["model"]["name"] == "default"
     assert len(settings["model"]["fingerprint"]) == 16

@@ -75,11 +75,11 @@ max_gap, max_gap_distance
     device: str = "auto"
     tile_size: int = 1024
     tile_overlap: int = 128
-    foreground_threshold: float = 0.5
+    foreground_threshold: float = 0.3
     foreground_smoothing: float = 0.0
     grouping: str = "hdbscan"
     min_samples: int = 10
-    min_cluster_size: int = 100
+    min_cluster_size: int = 150
     coord_weight: float = 2.0
     cluster_selection_epsilon: float = 0.0
     object_size: float = 32.0
