@@ -172,3 +172,23 @@ def test_track_pairs_single_frame():
     )
     assert progress == [(1, 1)]
     assert result.lineage.tolist() == [[1, 0, 0, 0], [2, 0, 0, 0]]
+
+
+def test_false_split_with_dividing_child_keeps_a_valid_lineage():
+    """A small child that itself divides is not merged back: its daughters would start inside
+    the merged track (a lineage the CTC format cannot express)."""
+    m = np.zeros((10, 32, 32), np.int32)
+    m[0:3, 2:11, 2:11] = 1
+    m[3:10, 2:11, 2:8] = 2  # the big child lives to the end
+    m[3:6, 2:11, 9:11] = 3  # the small child (a third of its sibling) divides at frame 6
+    m[6:10, 2:5, 9:11] = 4
+    m[6:10, 7:11, 9:11] = 5
+    result = link_labels(m, min_child_ratio=0.5, min_split_frames=1)
+    check_lineage(result.labels, result.lineage)
+    assert result.lineage.tolist() == [
+        [1, 0, 2, 0],
+        [2, 3, 9, 1],
+        [3, 3, 5, 1],
+        [4, 6, 9, 3],
+        [5, 6, 9, 3],
+    ]

@@ -205,7 +205,9 @@ class _TrackTable:
                     continue
                 gone = min(bad, key=lambda k: (self.length(k), size[k]))
                 kept = pair[1] if gone == pair[0] else pair[0]
-                if self.table[gone][1] > self.table[kept][1] and kept in kids:
+                end = max(self.table[gone][1], self.table[kept][1])
+                grandkids = kids.get(gone, []) + kids.get(kept, [])
+                if any(self.table[k][0] <= end for k in grandkids):
                     continue  # the merged track would outlive its own children's start
                 self.merge(gone, kept)
                 self.merge(kept, parent)
@@ -239,6 +241,10 @@ class _TrackTable:
                 self.table[starts[b]][2] = ends[a]
 
     def result(self) -> TrackingResult:
+        # a CTC parent ends before its children start; a link that cannot be kept is cut
+        for row in self.table.values():
+            if row[2] and self.table[row[2]][1] >= row[0]:
+                row[2] = 0
         ids = sorted(self.table)
         new = {old: n for n, old in enumerate(ids, start=1)}
         new[0] = 0
