@@ -43,6 +43,7 @@ from napari_cosine_embed.cli import main as cli
 from napari_cosine_embed.core.checkpoint import load_model
 from napari_cosine_embed.core.embedding_store import (
     EmbeddingStore,
+    embedding_id,
     image_fingerprint,
     model_fingerprint,
 )
@@ -52,7 +53,7 @@ from napari_cosine_embed.core.pipeline import PipelineConfig, run_pipeline
 from napari_cosine_embed.core.tracking import link_labels
 
 
-def baseline_frame(image: np.ndarray, *, sigma: float = 2.0, min_distance: int = 7) -> np.ndarray:
+def baseline_frame(image: np.ndarray, *, sigma: float = 2.0, min_distance: int = 12) -> np.ndarray:
     """Otsu threshold of the smoothed frame, split by a watershed on the distance transform."""
     from skimage.feature import peak_local_max
     from skimage.filters import threshold_otsu
@@ -89,14 +90,12 @@ def _gt_subset(gt_dir: Path, out: Path, *, exclude_seg: set[int]) -> Path:
 
 def run_ours(movie, model, config: PipelineConfig, cache: Path, res: Path) -> dict:
     n, dim = movie.shape[0], model.config.embedding_dim
-    store = EmbeddingStore(
-        n,
-        dim,
-        movie.shape[1:],
-        path=cache / f"{model_fingerprint(model)}-{image_fingerprint(movie)}.zarr",
-        model_id=model_fingerprint(model),
-        image_id=image_fingerprint(movie),
-    )
+    ids = {
+        "model_id": embedding_id(model, **config.embed_options()),
+        "image_id": image_fingerprint(movie),
+    }
+    key = f"{model_fingerprint(model)}-{image_fingerprint(movie)}-{config.state_window}"
+    store = EmbeddingStore(n, dim, movie.shape[1:], path=cache / f"{key}.zarr", **ids)
     cached = n - len(store.missing())
     tic = time.perf_counter()
     result = _drain(run_pipeline(movie, config, model=model, store=store))

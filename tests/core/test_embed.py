@@ -269,3 +269,18 @@ def test_package_import_does_not_import_torch():
         "assert nce.embed is embed and 'torch' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+
+
+def test_state_window_bounds_the_history_of_every_frame():
+    model, frames = make_model(), movie(t=7)
+    windowed = embed(model, frames, state_window=3, warmup=2)
+    # frame 3 starts a window: its state comes from frames 1 and 2 only
+    np.testing.assert_allclose(windowed[3], embed(model, frames[1:4])[2], atol=1e-5)
+    # frame 5 is two frames into that window: history 1..4
+    np.testing.assert_allclose(windowed[5], embed(model, frames[1:6])[4], atol=1e-5)
+    # the first window has no frames before it
+    np.testing.assert_allclose(windowed[:3], embed(model, frames[:3]), atol=1e-5)
+    # and the unbounded state differs from the bounded one on a recurrent model
+    assert np.abs(embed(model, frames)[5] - windowed[5]).max() > 1e-4
+    with pytest.raises(InputError, match="state_window"):
+        embed(model, frames, state_window=0)

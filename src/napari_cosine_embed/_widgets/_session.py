@@ -58,6 +58,14 @@ class Session:
         self._viewer = None if viewer is None else weakref.ref(viewer)
         self.model_source: str = "default"
         self.device: str = "auto"
+        # inference options of every embedding (the pipeline's defaults: a bounded state history)
+        from ..core.pipeline import PipelineConfig
+
+        defaults = PipelineConfig()
+        self.embed_options: dict = {
+            "state_window": defaults.state_window,
+            "warmup": defaults.warmup,
+        }
         self._model = None
         self._model_id: str | None = None
         # image layer (weak) -> (store, image fingerprint)

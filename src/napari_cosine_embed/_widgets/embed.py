@@ -295,7 +295,13 @@ class EmbedWidget(Container):
         results = iter(())
         if todo:
             # checked here, on the main thread, so a bad device is a notification at once
-            results = iter_embed(model, layer.data, frames=todo, device=self._session.device)
+            results = iter_embed(
+                model,
+                layer.data,
+                frames=todo,
+                device=self._session.device,
+                **self._session.embed_options,
+            )
         if pca is not None:
             pca.data = self._pca_layer(layer).data
         self._control.start(

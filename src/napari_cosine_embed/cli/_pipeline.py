@@ -174,7 +174,7 @@ def _drive(gen, progress: ProgressPrinter):
 
 def _cmd_segment(args: argparse.Namespace) -> int:
     from ..core.checkpoint import load_model
-    from ..core.embedding_store import EmbeddingStore, image_fingerprint, model_fingerprint
+    from ..core.embedding_store import EmbeddingStore, embedding_id, image_fingerprint
     from ..core.io._atomic import atomic_folder
     from ..core.io.ctc import write_ctc_result
     from ..core.io.tiff import write_labels_tiff
@@ -207,7 +207,10 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         raise InputError(f"{name}: a single 2D image cannot be tracked; pass --no-track")
     n, shape = movie.shape[0], tuple(movie.shape[-2:])
     dim = model.config.embedding_dim
-    ids = {"model_id": model_fingerprint(model), "image_id": image_fingerprint(movie)}
+    ids = {
+        "model_id": embedding_id(model, **config.embed_options()),
+        "image_id": image_fingerprint(movie),
+    }
     with contextlib.ExitStack() as stack:
         cache = args.cache
         if cache is None and n * dim * shape[0] * shape[1] * 2 > MEMORY_CACHE_LIMIT:

@@ -201,9 +201,22 @@ class _Plan:
     autocast: Any
     ys: list[tuple[int, int, int, int]]
     xs: list[tuple[int, int, int, int]]
+    state_window: int | None = None
+    warmup: int = 0
 
 
-def _plan(model, image, *, device=None, tile_size=1024, tile_overlap=128, amp="auto", frames=None):
+def _plan(
+    model,
+    image,
+    *,
+    device=None,
+    tile_size=1024,
+    tile_overlap=128,
+    amp="auto",
+    frames=None,
+    state_window=None,
+    warmup=3,
+):
     image = _check_image(image)
     indices = _frame_indices(frames, 1 if image.ndim == 2 else image.shape[0])
     model, dev = _resolve_model(model, device)
@@ -216,9 +229,22 @@ def _plan(model, image, *, device=None, tile_size=1024, tile_overlap=128, amp="a
             f"need tile_size >= {MIN_FRAME_SIZE} and tile_overlap >= 0, "
             f"got tile_size={tile_size}, tile_overlap={tile_overlap}"
         )
+    if state_window is not None and (int(state_window) < 1 or int(warmup) < 0):
+        raise InputError(f"need state_window >= 1 and warmup >= 0, got {state_window}, {warmup}")
     m = config.size_multiple
     ys, xs = (tile_spans(n, tile_size, tile_overlap, m) for n in image.shape[-2:])
-    return _Plan(image, indices, network, model.normalisation, dev, _autocast(amp, dev), ys, xs)
+    return _Plan(
+        image,
+        indices,
+        network,
+        model.normalisation,
+        dev,
+        _autocast(amp, dev),
+        ys,
+        xs,
+        None if state_window is None else int(state_window),
+        int(warmup),
+    )
 
 
 def iter_embed(
@@ -230,6 +256,8 @@ def iter_embed(
     tile_overlap: int = 128,
     amp: str = "auto",
     frames: Iterable[int] | None = None,
+    state_window: int | None = None,
+    warmup: int = 3,
 ) -> Generator[FrameEmbedding, None, None]:
     """Embed a movie one frame at a time, carrying the recurrent state, yielding each frame.
 
@@ -257,6 +285,14 @@ def iter_embed(
         Which frames, in this order (default: all). The state starts from zeros at the first
         one and is carried from each to the next, so give consecutive increasing indices for
         results that match a run over the whole movie.
+    state_window, warmup : int
+        None (default): carry the recurrent state through the whole movie. An integer: start a
+        fresh state every ``state_window`` frames, first re-running the ``warmup`` frames before
+        it (their results are discarded), so every frame is embedded with ``warmup`` to
+        ``warmup + state_window - 1`` frames of history. The default model was trained on clips
+        of two frames; on hundreds of frames its state drifts (foreground trails behind moving
+        nuclei and misses new ones), and a bounded history keeps it where it was trained.
+        Costs ``(state_window + warmup) / state_window`` times the computation.
 
     Returns
     -------
@@ -284,6 +320,8 @@ def iter_embed(
         tile_overlap=tile_overlap,
         amp=amp,
         frames=frames,
+        state_window=state_window,
+        warmup=warmup,
     )
     return _generate(plan)
 
@@ -298,34 +336,46 @@ def _generate(
     states: dict[tuple[int, int], list[torch.Tensor]] = {}
     was_training = network.training
     network.eval()
+
+    def run(t: int, emb: np.ndarray, fg: np.ndarray | None) -> None:
+        frame = np.asarray(image if single else image[t])
+        if frame.dtype == np.bool_:
+            frame = frame.astype(np.float32)
+        if not np.isfinite(frame).any():
+            raise InputError(f"frame {t} has no finite pixel (all NaN or infinite)")
+        x = torch.from_numpy(plan.normalise(frame)).to(plan.device)[None, None]
+        with torch.inference_mode(), plan.autocast:
+            for iy, (y0, y1, ky0, ky1) in enumerate(plan.ys):
+                for ix, (x0, x1, kx0, kx1) in enumerate(plan.xs):
+                    tile = x[..., y0:y1, x0:x1].contiguous(memory_format=layout)
+                    result = network(tile, states.get((iy, ix)))
+                    states[iy, ix] = result.state
+                    keep = (slice(ky0 - y0, ky1 - y0), slice(kx0 - x0, kx1 - x0))
+                    raw = result.embeddings[-1][0][(slice(None), *keep)].float()
+                    # eps guards an all-zero raw vector: it stays zero instead of NaN.
+                    unit = F.normalize(raw, dim=0, eps=1e-12)
+                    emb[:, ky0:ky1, kx0:kx1] = unit.cpu().numpy()
+                    if fg is not None:
+                        prob = torch.sigmoid(result.foreground[0, 0][keep].float())
+                        fg[ky0:ky1, kx0:kx1] = prob.cpu().numpy()
+                    del result, raw, unit  # free this tile's activations before the next
+
+    def buffers() -> tuple[np.ndarray, np.ndarray | None]:
+        emb = np.empty((config.embedding_dim, height, width), np.float32)
+        return emb, np.empty((height, width), np.float32) if config.foreground_head else None
+
     try:
         for i, t in enumerate(plan.indices):
-            frame = np.asarray(image if single else image[t])
-            if frame.dtype == np.bool_:
-                frame = frame.astype(np.float32)
-            if not np.isfinite(frame).any():
-                raise InputError(f"frame {t} has no finite pixel (all NaN or infinite)")
-            if out is None:
-                emb = np.empty((config.embedding_dim, height, width), np.float32)
-                fg = np.empty((height, width), np.float32) if config.foreground_head else None
-            else:
-                emb, fg = out[0][i], None if out[1] is None else out[1][i]
-            x = torch.from_numpy(plan.normalise(frame)).to(plan.device)[None, None]
-            with torch.inference_mode(), plan.autocast:
-                for iy, (y0, y1, ky0, ky1) in enumerate(plan.ys):
-                    for ix, (x0, x1, kx0, kx1) in enumerate(plan.xs):
-                        tile = x[..., y0:y1, x0:x1].contiguous(memory_format=layout)
-                        result = network(tile, states.get((iy, ix)))
-                        states[iy, ix] = result.state
-                        keep = (slice(ky0 - y0, ky1 - y0), slice(kx0 - x0, kx1 - x0))
-                        raw = result.embeddings[-1][0][(slice(None), *keep)].float()
-                        # eps guards an all-zero raw vector: it stays zero instead of NaN.
-                        unit = F.normalize(raw, dim=0, eps=1e-12)
-                        emb[:, ky0:ky1, kx0:kx1] = unit.cpu().numpy()
-                        if fg is not None:
-                            prob = torch.sigmoid(result.foreground[0, 0][keep].float())
-                            fg[ky0:ky1, kx0:kx1] = prob.cpu().numpy()
-                        del result, raw, unit  # free this tile's activations before the next
+            if plan.state_window and i % plan.state_window == 0 and not single:
+                # a fresh state, warmed up on the frames just before this one
+                states.clear()
+                scratch = buffers()
+                for u in range(max(0, t - plan.warmup), t):
+                    run(u, *scratch)
+            emb, fg = (
+                buffers() if out is None else (out[0][i], None if out[1] is None else out[1][i])
+            )
+            run(t, emb, fg)
             yield FrameEmbedding(t=t, embedding=emb, foreground=fg)
     finally:
         network.train(was_training)

@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import InputError, OutputExistsError
 
-__all__ = ["EmbeddingStore", "image_fingerprint", "model_fingerprint"]
+__all__ = ["EmbeddingStore", "embedding_id", "image_fingerprint", "model_fingerprint"]
 
 _MARKER = "napari-cosine-embed embedding cache"
 
@@ -46,6 +46,19 @@ def model_fingerprint(model: Any) -> str:
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     digest.update(repr(model.normalisation).encode())
     return digest.hexdigest()[:16]
+
+
+def embedding_id(model: Any, **options: Any) -> str:
+    """Identity of embeddings: the model's fingerprint plus the inference options that change
+    them (e.g. ``state_window``, ``warmup``, ``tile_size``), for :class:`EmbeddingStore`.
+
+    Examples
+    --------
+    >>> embedding_id(model, state_window=5, warmup=3)  # doctest: +SKIP
+    '4f0c...:state_window=5,warmup=3'
+    """
+    extra = ",".join(f"{k}={options[k]}" for k in sorted(options))
+    return f"{model_fingerprint(model)}:{extra}" if extra else model_fingerprint(model)
 
 
 def image_fingerprint(image: Any, *, samples: int = 3) -> str:

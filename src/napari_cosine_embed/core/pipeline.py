@@ -47,6 +47,9 @@ class PipelineConfig:
         ``"auto"``, ``"cpu"``, ``"cuda"``...
     tile_size, tile_overlap : int
         Tiled inference of large frames (see :func:`~.embed.iter_embed`).
+    state_window, warmup : int or None
+        Bounded history of the recurrent state (see :func:`~.embed.iter_embed`); None carries
+        it through the whole movie.
     foreground_threshold : float
         Pixels whose foreground probability is at least this are grouped.
     foreground_smoothing : float
@@ -75,6 +78,8 @@ max_gap, max_gap_distance
     device: str = "auto"
     tile_size: int = 1024
     tile_overlap: int = 128
+    state_window: int | None = 5
+    warmup: int = 3
     foreground_threshold: float = 0.3
     foreground_smoothing: float = 0.0
     grouping: str = "hdbscan"
@@ -113,6 +118,15 @@ max_gap, max_gap_distance
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def embed_options(self) -> dict[str, Any]:
+        """The options of :func:`~.embed.iter_embed` that change the embeddings."""
+        return {
+            "tile_size": self.tile_size,
+            "tile_overlap": self.tile_overlap,
+            "state_window": self.state_window,
+            "warmup": self.warmup,
+        }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PipelineConfig:
@@ -246,7 +260,7 @@ def run_pipeline(
     """
     from .checkpoint import load_model
     from .embed import iter_embed
-    from .embedding_store import EmbeddingStore, image_fingerprint, model_fingerprint
+    from .embedding_store import EmbeddingStore, embedding_id, image_fingerprint
 
     if getattr(image, "ndim", None) not in (2, 3):
         raise InputError(f"image must be (T, Y, X) or (Y, X), got {getattr(image, 'shape', None)}")
@@ -264,7 +278,7 @@ def run_pipeline(
             n,
             model.config.embedding_dim,
             shape,
-            model_id=model_fingerprint(model),
+            model_id=embedding_id(model, **config.embed_options()),
             image_id=image_fingerprint(movie),
         )
     elif store.n_frames != n or store.shape != shape:
@@ -282,8 +296,7 @@ def run_pipeline(
             model,
             movie,
             frames=frames,
-            tile_size=config.tile_size,
-            tile_overlap=config.tile_overlap,
+            **config.embed_options(),
         ):
             if not store.has(result.t):
                 store.put(result.t, result.embedding, result.foreground)
