@@ -47,6 +47,7 @@ from napari_cosine_embed.core.embedding_store import (
     image_fingerprint,
     model_fingerprint,
 )
+from napari_cosine_embed.core.grouping import postprocess
 from napari_cosine_embed.core.io.ctc import read_ctc_gt, read_ctc_sequence, write_ctc_result
 from napari_cosine_embed.core.metrics import ctc_scores
 from napari_cosine_embed.core.pipeline import PipelineConfig, run_pipeline
@@ -67,7 +68,9 @@ def baseline_frame(image: np.ndarray, *, sigma: float = 2.0, min_distance: int =
     peaks = peak_local_max(distance, min_distance=min_distance, labels=components)
     markers = np.zeros(mask.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    return watershed(-distance, markers, mask=mask).astype(np.int32)
+    labels = watershed(-distance, markers, mask=mask).astype(np.int32)
+    # the same clean-up as ours: drop objects smaller than PipelineConfig().min_size
+    return postprocess(labels, min_size=PipelineConfig().min_size)
 
 
 def _drain(gen):
