@@ -50,7 +50,7 @@ from ..core.errors import InputError, OutputExistsError
 from ..core.project import Project, is_project
 from ._jobs import _message, notify_error
 from ._session import session_for
-from .embed import layer_choices, watch_layers
+from .embed import SCRATCH_LAYERS, layer_choices, watch_layers
 
 if TYPE_CHECKING:
     import napari
@@ -202,7 +202,7 @@ class CorrectWidget(Container):
         return [
             (layer.name, layer)
             for layer in self._viewer.layers
-            if type(layer).__name__ == "Labels" and layer.name != PREVIEW_LAYER
+            if type(layer).__name__ == "Labels" and layer.name not in SCRATCH_LAYERS
         ]
 
     def _guarded(self, action: Callable[[], Any]) -> Callable[..., None]:

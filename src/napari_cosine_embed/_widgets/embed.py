@@ -44,11 +44,23 @@ PCA_LAYER = "embedding PCA"
 
 
 # -- helpers shared by the widgets -------------------------------------------------------------
+#: Layers the widgets write as transient previews (see group.py and correct.py).
+SCRATCH_LAYERS = ("preview", "click-to-add preview")
+
+
 def layer_choices(viewer: napari.viewer.Viewer, kind: str) -> Callable[[Any], list]:
-    """Choices callback of a ComboBox listing the layers of one type ("Image", "Labels"...)."""
+    """Choices callback of a ComboBox listing the layers of one type ("Image", "Labels"...).
+
+    The widgets' own scratch layers (the Group preview, the click-to-add preview) are not
+    offered: they hold one frame of a suggestion, never the user's labels.
+    """
 
     def choices(*_: Any) -> list[tuple[str, Any]]:
-        return [(layer.name, layer) for layer in viewer.layers if type(layer).__name__ == kind]
+        return [
+            (layer.name, layer)
+            for layer in viewer.layers
+            if type(layer).__name__ == kind and layer.name not in SCRATCH_LAYERS
+        ]
 
     return choices
 

@@ -20,6 +20,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit
 from ..core.errors import InputError, OutputExistsError
 from ._jobs import JobControl
 from ._session import session_for
+from .embed import layer_choices
 
 if TYPE_CHECKING:
     import napari
@@ -97,10 +98,7 @@ class ExportWidget(Container):
         return self._control
 
     def _layer_choices(self, kind: str):
-        def choices(_widget: Any = None) -> list[tuple[str, Any]]:
-            return [(x.name, x) for x in self._viewer.layers if type(x).__name__ == kind]
-
-        return choices
+        return layer_choices(self._viewer, kind)
 
     def _format_changed(self, *_: Any) -> None:
         tiff = self._format.value == TIFF

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import QSizePolicy, QWidget
 from ..core.errors import InputError, OutputExistsError
 from ._jobs import JobControl, notify_error
 from ._session import session_for
+from .embed import layer_choices
 
 if TYPE_CHECKING:
     import napari
@@ -175,10 +176,7 @@ class FinetuneWidget(Container):
         return Path.home() / ".napari-cosine-embed" / "models"
 
     def _layer_choices(self, kind: str):
-        def choices(_widget: Any = None) -> list[tuple[str, Any]]:
-            return [(x.name, x) for x in self._viewer.layers if type(x).__name__ == kind]
-
-        return choices
+        return layer_choices(self._viewer, kind)
 
     def _show_curated(self, *_: Any) -> None:
         layer = self._labels_choice.value

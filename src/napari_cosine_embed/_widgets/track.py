@@ -19,6 +19,7 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, SpinBox
 from ..core.errors import InputError
 from ._jobs import JobControl
 from ._session import session_for
+from .embed import layer_choices
 
 if TYPE_CHECKING:
     import napari
@@ -134,10 +135,7 @@ class TrackWidget(Container):
         return self._control
 
     def _layer_choices(self, kind: str):
-        def choices(_widget: Any = None) -> list[tuple[str, Any]]:
-            return [(x.name, x) for x in self._viewer.layers if type(x).__name__ == kind]
-
-        return choices
+        return layer_choices(self._viewer, kind)
 
     def _layer_named(self, name: str) -> Any:
         return next((x for x in self._viewer.layers if x.name == name), None)
