@@ -144,3 +144,16 @@ def test_train_init_continues_from_a_model_and_records_it(trained, capsys):
     assert any(moved)
     assert main([*TRAIN, "--init", str(trained), "--out", str(out.with_name("x.pt"))]) == 2
     assert "cannot be combined" in capsys.readouterr().err
+
+
+def test_finetune_command_defaults_match_the_core():
+    from napari_cosine_embed.cli import build_parser
+    from napari_cosine_embed.core.training import FINETUNE_DEFAULTS
+
+    args = build_parser().parse_args(["finetune", "--images", "i", "--labels", "l", "--out", "o"])
+    assert (args.steps, args.batch_size, args.clip_length, args.lr) == (
+        FINETUNE_DEFAULTS.steps,
+        FINETUNE_DEFAULTS.batch_size,
+        FINETUNE_DEFAULTS.clip_length,
+        FINETUNE_DEFAULTS.lr,
+    )

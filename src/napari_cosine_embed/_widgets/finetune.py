@@ -200,12 +200,14 @@ class FinetuneWidget(Container):
         return [t for t in frames if t not in held], sorted(held)
 
     def _data(self, image: Any, labels: Any, frames: list[int], name: str):
-        from ..core.training import from_arrays
+        from ..core.training import FINETUNE_DEFAULTS, from_arrays
 
         # copies of the frames needed, taken now: the user may keep editing the layer
         data = labels.data
         sparse = {t: np.array(data[t] if data.ndim == 3 else data) for t in frames}
-        return from_arrays(image.data, sparse, frames, context=0, name=name)
+        # the frames before each curated one warm up the recurrent state, as in the pipeline
+        context = FINETUNE_DEFAULTS.clip_length - 1
+        return from_arrays(image.data, sparse, frames, context=context, name=name)
 
     def _run(self) -> None:
         """Check the inputs and build the data on the main thread, then train in a worker."""

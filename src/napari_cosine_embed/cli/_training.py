@@ -406,7 +406,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--frames", default="", help="curated frames, e.g. 0,5,9 (default: frames with labels)"
     )
     p.add_argument("--out", required=True, type=Path)
-    _add_run_options(p, steps=200, batch_size=2, clip_length=1, lr=2e-4)
+    # FINETUNE_DEFAULTS' values, written out so that `--help` does not import torch
+    _add_run_options(p, steps=200, batch_size=2, clip_length=4, lr=2e-4)
     p.set_defaults(func=_cmd_finetune)
 
     p = sub.add_parser("models", help="list the bundled models")
