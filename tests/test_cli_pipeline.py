@@ -140,7 +140,9 @@ def test_track_command_recovers_the_lineage(dataset, tmp_path):
 def test_ctrl_c_leaves_nothing_behind(dataset, tmp_path):
     out = tmp_path / "interrupted"
     code = (
-        "import sys; from napari_cosine_embed.cli import main; "
+        # SIGINT as in a terminal, even when the suite itself runs in the background
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from napari_cosine_embed.cli import main; "
         f"sys.exit(main(['segment', {str(dataset / '01')!r}, '-o', {str(out)!r}]))"
     )
     proc = subprocess.Popen(

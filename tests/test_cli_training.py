@@ -55,6 +55,15 @@ def test_train_prints_progress_and_refuses_to_overwrite(trained, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
+@pytest.fixture
+def terminal_sigint():
+    """SIGINT as in a terminal: a shell that ran the suite in the background ignores it."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("terminal_sigint")
 def test_ctrl_c_saves_the_best_model_and_resume_continues(tmp_path, monkeypatch, capsys):
     calls, step = [], trainer.train_step
 

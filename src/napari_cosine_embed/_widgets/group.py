@@ -234,8 +234,14 @@ class GroupWidget(Container):
                 *layer_events(viewer, self._layers_changed),
             ],
         )
+        # a preview worker may finish after the dock widget is closed: then it must not redraw
+        self._closed = False
+        self.native.destroyed.connect(self._mark_closed)
         self._show_method_controls()
         self._control_changed("image")
+
+    def _mark_closed(self, *_: Any) -> None:
+        self._closed = True
 
     # -- parameters ---------------------------------------------------------------------------
     def params(self) -> GroupParams:
@@ -351,7 +357,7 @@ class GroupWidget(Container):
     def _preview_finished(self, worker) -> None:
         if self._worker is worker:
             self._worker = None
-            if self._changed is not None:
+            if self._changed is not None and not self._closed:
                 self.refresh_preview()
 
     def _show(self, layer: Any, t: int, labels: np.ndarray, how: str) -> None:
