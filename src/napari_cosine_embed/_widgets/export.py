@@ -72,9 +72,9 @@ class ExportWidget(Container):
         self._viewer = viewer
         self._session = session_for(viewer)
         self._format = ComboBox(label="export as", choices=[RESULT, GROUND_TRUTH, TIFF])
-        self._labels_choice = ComboBox(label="labels", choices=self._layer_choices("Labels"))
+        self._labels_choice = ComboBox(label="labels", choices=layer_choices(viewer, "Labels"))
         self._tracks = ComboBox(
-            label="tracks", choices=self._layer_choices("Tracks"), nullable=True, value=None
+            label="tracks", choices=layer_choices(viewer, "Tracks"), nullable=True, value=None
         )
         self._path = FileEdit(label="output", mode="d")
         self._overwrite = CheckBox(label="overwrite", value=False)
@@ -96,9 +96,6 @@ class ExportWidget(Container):
     @property
     def control(self) -> JobControl:
         return self._control
-
-    def _layer_choices(self, kind: str):
-        return layer_choices(self._viewer, kind)
 
     def _format_changed(self, *_: Any) -> None:
         tiff = self._format.value == TIFF

@@ -120,9 +120,9 @@ class FinetuneWidget(Container):
 
         self._viewer = viewer
         self._session = session_for(viewer)
-        self._image = ComboBox(label="image", choices=self._layer_choices("Image"))
+        self._image = ComboBox(label="image", choices=layer_choices(viewer, "Image"))
         self._labels_choice = ComboBox(
-            label="corrected labels", choices=self._layer_choices("Labels")
+            label="corrected labels", choices=layer_choices(viewer, "Labels")
         )
         self._curated = Label(value="")
         self._steps = SpinBox(label="steps", value=FINETUNE_DEFAULTS.steps, min=1, max=100_000)
@@ -174,9 +174,6 @@ class FinetuneWidget(Container):
         if self._session.project_dir is not None:
             return Path(self._session.project_dir) / "models"
         return Path.home() / ".napari-cosine-embed" / "models"
-
-    def _layer_choices(self, kind: str):
-        return layer_choices(self._viewer, kind)
 
     def _show_curated(self, *_: Any) -> None:
         layer = self._labels_choice.value

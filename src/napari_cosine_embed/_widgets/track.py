@@ -93,8 +93,8 @@ class TrackWidget(Container):
         self._viewer = viewer
         self._session = session_for(viewer)
         self._method = ComboBox(label="method", choices=[OVERLAP, PAIRS], value=OVERLAP)
-        self._labels_choice = ComboBox(label="instances", choices=self._layer_choices("Labels"))
-        self._image = ComboBox(label="image", choices=self._layer_choices("Image"))
+        self._labels_choice = ComboBox(label="instances", choices=layer_choices(viewer, "Labels"))
+        self._image = ComboBox(label="image", choices=layer_choices(viewer, "Image"))
         self._min_samples = SpinBox(label="min samples", value=10, min=1, max=1000)
         self._min_cluster_size = SpinBox(
             label="min cluster size", value=100, min=2, max=1_000_000, step=10
@@ -133,9 +133,6 @@ class TrackWidget(Container):
     @property
     def control(self) -> JobControl:
         return self._control
-
-    def _layer_choices(self, kind: str):
-        return layer_choices(self._viewer, kind)
 
     def _layer_named(self, name: str) -> Any:
         return next((x for x in self._viewer.layers if x.name == name), None)
