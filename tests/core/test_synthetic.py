@@ -185,6 +185,32 @@ def test_bleaching_dims_nuclei_over_time():
     assert signal[1] < 0.7 * signal[0]
 
 
+def test_clumps_dim_the_body_under_bright_spots_and_leave_the_scene_alone():
+    """Chromatin clumps (the look of Fluo-N2DH-SIM+): same nuclei, a body far below its spots.
+
+    Only the first frame is compared: the camera noise draws depend on the signal, so later
+    frames' motion differs."""
+    plain = synthetic_timelapse(SMALL, n_frames=1, texture=0.2, read_noise=0.0, offset=0.0)
+    clumpy = synthetic_timelapse(SMALL, n_frames=1, texture=0.2, read_noise=0.0, offset=0.0,
+                                 clumps=15.0)  # fmt: skip
+    np.testing.assert_array_equal(clumpy.labels, plain.labels)
+
+    def spread(m):  # per nucleus: brightest pixels over the median pixel
+        img, lab = m.image[0].astype(float), m.labels[0]
+        return np.median([np.percentile(img[lab == i], 95) / np.median(img[lab == i])
+                          for i in np.unique(lab)[1:]])  # fmt: skip
+
+    assert spread(clumpy) > 2.0 * spread(plain)
+    with pytest.raises(InputError, match="clumps"):
+        synthetic_timelapse(SMALL, clumps=-1.0)
+
+
+def test_some_random_configs_have_clumps():
+    drawn = [random_config(seed=s).clumps for s in range(40)]
+    assert 5 < sum(c > 0 for c in drawn) < 30
+    assert all(c == 0 or 2 <= c <= 25 for c in drawn)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_random_configs_are_valid_and_varied(seed):
     cfg = random_config(seed=seed, shape=(64, 64), n_frames=2)

@@ -4,7 +4,7 @@ Nuclei are star-convex shapes (an ellipse with slowly evolving low-frequency bou
 that drift by a persistent random walk with mild mutual repulsion, grow over a cell cycle,
 elongate and divide into two daughters, and may leave or re-enter the field of view. Frames
 are rendered with partial-volume edges, per-nucleus brightness and texture (chromatin
-granularity, bright speckles, dark nucleoli), optional unlabelled out-of-focus nuclei, an uneven
+granularity, bright speckles and clumps, dark nucleoli), optional unlabelled out-of-focus nuclei, an uneven
 background, optical blur and Poisson + Gaussian camera noise.
 
 Labels are the rasterised in-focus shapes before blur, one track id per contiguous appearance,
@@ -74,6 +74,11 @@ class SyntheticConfig:
         Strength of the chromatin texture: granularity, clumps and bright speckles.
     nucleoli : int
         Largest number of dark nucleoli per nucleus.
+    clumps : float
+        Brightness of condensed-chromatin clumps relative to the nucleus body: each nucleus
+        gets a few smooth blobs (a quarter of its radius across) up to ``1 + clumps`` times as
+        bright as the rest of it. Large values give a dim body, barely above the background,
+        under a few bright spots (like Fluo-N2DH-SIM+); 0 for none.
     dome : float
         0 for flat nuclei (a thin optical section), 1 for the bright-centred profile of a
         whole sphere seen in projection.
@@ -112,6 +117,7 @@ class SyntheticConfig:
     brightness: tuple[float, float] = (15.0, 80.0)
     texture: float = 0.4
     nucleoli: int = 2
+    clumps: float = 0.0
     dome: float = 0.3
     out_of_focus: float = 0.0
     background: float = 3.0
@@ -137,8 +143,9 @@ class SyntheticConfig:
             (self.n_frames >= 1 and self.n_cells >= 0, "n_frames must be >= 1, n_cells >= 0"),
             (self.aspect[0] >= 1, "aspect is a ratio of axes, at least 1"),
             (self.dtype in _DTYPE_MAX, "dtype must be 'uint16' or 'uint8'"),
-            (min(self.speed, self.blur, self.background, self.texture, self.read_noise) >= 0,
-             "speed, blur, background, texture and read_noise must be >= 0"),
+            (min(self.speed, self.blur, self.background, self.texture, self.read_noise,
+                 self.clumps) >= 0,
+             "speed, blur, background, texture, clumps and read_noise must be >= 0"),
             (self.gain > 0 and 0 <= self.out_of_focus <= 1 and 0 <= self.dome <= 1,
              "gain must be > 0, out_of_focus and dome in [0, 1]"),
         ]  # fmt: skip
@@ -199,6 +206,17 @@ def _textures(rng: np.random.Generator, n: int, cfg: SyntheticConfig) -> np.ndar
         speckle = rng.uniform(0.5, 1.8, (k, 1, 1)) * np.exp(-0.5 * (dist[:k] / sig) ** 2)
         hole = rng.uniform(0.4, 0.8, (h, 1, 1)) * np.clip((size - dist[k:]) / 0.06 + 0.5, 0, 1)
         tex[i, 0] = (1 + cfg.texture * speckle.sum(0)) * (1 - hole).prod(0)
+    if cfg.clumps > 0:
+        # a generator of their own, seeded from draws already made: clumps change how the
+        # nuclei look, not where they are (the first frame's nuclei are those of clumps=0)
+        own = np.random.default_rng([cfg.seed, int(abs(noise[0, 0, 0, 0]) * 1e9)])
+        for i in range(n):
+            k = 1 + own.poisson(2.0)
+            at = 0.75 * np.sqrt(own.uniform(size=k)) * np.exp(2j * np.pi * own.uniform(size=k))
+            dist = np.abs(plane - at[:, None, None])
+            sig, amp = own.uniform(0.1, 0.25, (k, 1, 1)), own.uniform(0.3, 1.0, (k, 1, 1))
+            blobs = np.clip((amp * np.exp(-0.5 * (dist / sig) ** 2)).sum(0), 0, 1)
+            tex[i, 0] *= 1 + cfg.clumps * blobs
     return tex
 
 

@@ -13,8 +13,8 @@ __all__ = ["random_config"]
 def random_config(*, seed: int, **fixed) -> SyntheticConfig:
     """Draw a varied configuration, for training data that covers many imaging conditions.
 
-    The draws span dim, photon-starved nuclei with bright chromatin clumps on a camera offset
-    (like Fluo-N2DH-SIM+) and large, smooth, very unevenly bright nuclei with dark nucleoli on
+    The draws span dim, photon-starved nuclei with bright chromatin clumps on a camera offset,
+    their body barely above the background (like Fluo-N2DH-SIM+; 40 % of draws have clumps) and large, smooth, very unevenly bright nuclei with dark nucleoli on
     a black background (like Fluo-N2DH-GOWT1), with typical diameters from 12 to 60 px.
 
     Parameters
@@ -57,4 +57,6 @@ def random_config(*, seed: int, **fixed) -> SyntheticConfig:
         "gain": gain, "read_noise": uni(0.3, 5), "blur": uni(0.5, 2.5), "bleaching": uni(0, 0.01),
         "dtype": dtype, "seed": seed,
     }  # fmt: skip
+    # drawn last, so that the draws above stay as they were before clumps existed
+    drawn["clumps"] = log(2, 25) if rng.uniform() < 0.4 else 0.0
     return SyntheticConfig(**{**drawn, **fixed})
