@@ -66,6 +66,26 @@ def test_finetune_saves_a_new_model_and_offers_it(make_napari_viewer, qtbot, tmp
     assert session.model_source == str(widget.saved)
     assert session.model_id != old_id
     assert widget._use.native.isHidden()
+    assert "open Embed" in widget._result.value  # no Embed widget docked to do it
+
+
+def test_use_new_model_re_embeds_with_it(make_napari_viewer, qtbot, tmp_path, movie):
+    viewer, session, widget = _setup(make_napari_viewer, tmp_path, movie)
+    _, embed = viewer.window.add_plugin_dock_widget(PLUGIN, "Embed")
+    widget._steps.value = 2
+    widget.control.button.native.click()
+    with qtbot.waitSignal(widget.control.worker.finished, timeout=120_000):
+        pass
+    widget._use.native.click()
+    assert session.model_source == str(widget.saved)
+    assert "re-embedding nuclei" in widget._result.value
+    assert embed._control.worker is not None  # the Embed widget runs, with the new model
+    with qtbot.waitSignal(embed._control.worker.finished, timeout=120_000):
+        pass
+    store = session.store_for(viewer.layers["nuclei"], create=False)
+    assert store is not None
+    assert store.missing() == []
+    assert store.model_id == session.model_id
 
 
 def test_cancel_keeps_the_model_of_the_steps_done(make_napari_viewer, qtbot, tmp_path, movie):

@@ -94,6 +94,10 @@ class JobControl(Container):
         """What the button does when no job runs (usually: read inputs, then :meth:`start`)."""
         self._on_click = callback
 
+    def press(self) -> None:
+        """What a click on the button does: cancel the running job, or start one."""
+        self._clicked()
+
     def _clicked(self, *_: Any) -> None:
         if self.running:
             self.cancel()

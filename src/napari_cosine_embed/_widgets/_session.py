@@ -47,12 +47,15 @@ class Session:
         The curated frames of a labels layer changed.
     busy_changed()
         A job started or ended.
+    embed_requested(object)
+        Another widget asks for the embeddings of this image layer (the Embed widget runs).
     """
 
     model_changed = Signal()
     embeddings_changed = Signal(str, int)
     curated_changed = Signal(str)
     busy_changed = Signal()
+    embed_requested = Signal(object)
 
     def __init__(self, viewer: Any = None) -> None:
         self._viewer = None if viewer is None else weakref.ref(viewer)

@@ -209,6 +209,7 @@ class EmbedWidget(Container):
             [
                 (session.model_changed, self._model_replaced),
                 (session.embeddings_changed, self._describe),
+                (session.embed_requested, self._embed_requested),
                 *layer_events(viewer, self._layers_changed),
             ],
         )
@@ -286,6 +287,14 @@ class EmbedWidget(Container):
         self._info.value = f"{done} / {frames_of(layer)} frames embedded"
 
     # -- computing ---------------------------------------------------------------------------
+    def _embed_requested(self, layer: Any) -> None:
+        """Another widget (Fine-tune, after a model change) asks for ``layer``'s embeddings."""
+        if self._control.running or layer not in self._viewer.layers:
+            return
+        self._image.reset_choices()
+        self._image.value = layer
+        self._control.press()
+
     def compute(self) -> None:
         """Embed the frames of the chosen layer that are not cached yet (the button's action)."""
         from ..core.embed import iter_embed

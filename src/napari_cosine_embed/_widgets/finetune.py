@@ -334,4 +334,9 @@ class FinetuneWidget(Container):
             notify_error(str(exc))
             return
         self._use.visible = False
-        self._result.value = f"now using {self.saved.name}; embed again to use it (Embed widget)"
+        layer = self._image.value
+        if layer is not None and len(self._session.embed_requested):
+            self._session.embed_requested.emit(layer)
+            self._result.value = f"now using {self.saved.name}; re-embedding {layer.name}"
+        else:  # no Embed widget is open to do it
+            self._result.value = f"now using {self.saved.name}; open Embed to re-embed"
