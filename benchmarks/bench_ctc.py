@@ -3,7 +3,8 @@
 Run::
 
     .venv/bin/python benchmarks/bench_ctc.py [--data ../shared/data] [--model default]
-        [--sequences Fluo-N2DH-SIM+ Fluo-N2DH-GOWT1] [--finetune]
+        [--sequences Fluo-N2DH-SIM+ Fluo-N2DH-GOWT1] [--finetune] [--set key=value ...]
+        [--no-baseline]
 
 For each sequence ``<data>/ctc/<name>/02`` it runs, in one process:
 
@@ -179,6 +180,7 @@ def main() -> None:
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "nce-bench-cache"
     )
     parser.add_argument("--set", nargs="*", default=[], help="PipelineConfig overrides k=v")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the Otsu baseline")
     args = parser.parse_args()
 
     overrides = {}
@@ -209,11 +211,13 @@ def main() -> None:
             print(
                 _row(f"{name} 02, ours ({model.name})", ctc_scores(gt, res), seconds, n), flush=True
             )
-            base = tmp / f"{name}-base"
-            seconds_b = run_baseline(movie, config, base)
-            print(
-                _row(f"{name} 02, Otsu + watershed", ctc_scores(gt, base), seconds_b, n), flush=True
-            )
+            if not args.no_baseline:
+                base = tmp / f"{name}-base"
+                seconds_b = run_baseline(movie, config, base)
+                print(
+                    _row(f"{name} 02, Otsu + watershed", ctc_scores(gt, base), seconds_b, n),
+                    flush=True,
+                )
             print(f"<!-- ours: {seconds} -->", flush=True)
             if not args.finetune:
                 continue

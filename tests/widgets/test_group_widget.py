@@ -119,7 +119,9 @@ def test_stale_build_is_not_shown(setup, qtbot):
 def test_meanshift_preview(setup, qtbot, movie):
     viewer, widget, _, _ = setup
     _wait_preview(qtbot, widget, "image")
+    hdbscan_weight = widget.params().coord_weight
     widget.set_params(method="meanshift")
+    assert widget.params().coord_weight == 0.0  # mean shift's own default, as in `segment`
     assert widget._min_samples.native.isHidden()  # the viewer is not shown: ask Qt directly
     assert not widget._bandwidth.native.isHidden()
     _wait_preview(qtbot, widget, "method")
@@ -128,6 +130,8 @@ def test_meanshift_preview(setup, qtbot, movie):
     widget.set_params(bandwidth=0.2)  # mean shift cuts in the worker too
     _wait_preview(qtbot, widget, "bandwidth")
     assert widget.builds == 2  # hdbscan, then the mean-shift support, reused for 0.2
+    widget.set_params(method="hdbscan")
+    assert widget.params().coord_weight == hdbscan_weight  # each method keeps its own
 
 
 def test_preview_follows_the_frame_slider(setup, qtbot):

@@ -36,6 +36,7 @@ from magicgui.widgets import (
 )
 
 from ..core.errors import InputError
+from ..core.pipeline import PipelineConfig
 from ._jobs import JobControl
 from ._session import session_for
 from .embed import (
@@ -61,19 +62,22 @@ _CACHED_GROUPERS = 8
 _REBUILD = ("image", "method", "min_samples", "coord_weight", "threshold")
 
 
+_PIPELINE = PipelineConfig()  # the widget starts from the command line's defaults
+
+
 @dataclass(frozen=True)
 class GroupParams:
-    """Everything that decides the instances of one frame."""
+    """Everything that decides the instances of one frame (defaults: those of ``segment``)."""
 
-    method: str = "hdbscan"
-    min_samples: int = 10
-    coord_weight: float = 1.0
-    threshold: float = 0.5
-    min_cluster_size: int = 50
-    epsilon: float = 0.0
+    method: str = _PIPELINE.grouping
+    min_samples: int = _PIPELINE.min_samples
+    coord_weight: float = _PIPELINE.coord_weight
+    threshold: float = _PIPELINE.foreground_threshold
+    min_cluster_size: int = _PIPELINE.min_cluster_size
+    epsilon: float = _PIPELINE.cluster_selection_epsilon
     selection: str = "eom"
-    bandwidth: float = 0.1
-    min_size: int = 20
+    bandwidth: float = _PIPELINE.bandwidth
+    min_size: int = _PIPELINE.min_size
     split: bool = True
 
     def build_key(self) -> tuple:
@@ -237,6 +241,8 @@ class GroupWidget(Container):
         # a preview worker may finish after the dock widget is closed: then it must not redraw
         self._closed = False
         self.native.destroyed.connect(self._mark_closed)
+        self._coord_by_method = {"hdbscan": d.coord_weight, "meanshift": 0.0}
+        self._coord_by_method[d.method] = d.coord_weight
         self._show_method_controls()
         self._control_changed("image")
 
@@ -265,7 +271,15 @@ class GroupWidget(Container):
             self._controls[name].value = value
 
     def _show_method_controls(self) -> None:
-        hdbscan = self._method.value == "hdbscan"
+        # each method keeps its own coordinate weight (mean shift's default is 0, as in
+        # ``segment --grouping meanshift``), so switching back and forth restores it
+        shown, method = getattr(self, "_shown_method", None), self._method.value
+        if shown is not None and shown != method:
+            self._coord_by_method[shown] = float(self._coord_weight.value)
+            with self._coord_weight.changed.blocked():
+                self._coord_weight.value = self._coord_by_method[method]
+        self._shown_method = method
+        hdbscan = method == "hdbscan"
         for widget in (self._min_samples, self._min_cluster_size, self._epsilon, self._selection):
             widget.visible = hdbscan
         self._bandwidth.visible = not hdbscan

@@ -80,12 +80,12 @@ max_gap, max_gap_distance
     tile_overlap: int = 128
     state_window: int | None = 5
     warmup: int = 3
-    foreground_threshold: float = 0.3
+    foreground_threshold: float = 0.1
     foreground_smoothing: float = 0.0
     grouping: str = "hdbscan"
     min_samples: int = 10
     min_cluster_size: int = 150
-    coord_weight: float = 2.0
+    coord_weight: float = 4.0
     cluster_selection_epsilon: float = 0.0
     object_size: float = 32.0
     bandwidth: float = 0.1
