@@ -1,0 +1,85 @@
+"""Where segmentation loses on annotated CTC frames: matched, merged, under-covered, split, missed.
+
+Run::
+
+    .venv/bin/python benchmarks/ctc_errors.py [--model default] [--sequence Fluo-N2DH-SIM+]
+        [--frames 5] [--set key=value ...]
+
+For a few annotated frames (evenly spaced, each embedded after 3 warm-up frames, as the bounded
+state of ``segment`` does at the least), every annotated nucleus is put in one class by the
+predicted instance that covers most of it: *matched* (IoU > 0.5, as SEG counts), *merged*
+(that instance lies less than 60 % inside the nucleus: it took in a neighbour), *split* (two or
+more instances each cover over 15 % of it), *under-covered* (one instance, too small) or
+*missed* (no instance). Also prints the share of annotated pixels the foreground covers.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from napari_cosine_embed.core.checkpoint import load_model
+from napari_cosine_embed.core.embed import iter_embed
+from napari_cosine_embed.core.io.ctc import read_ctc_sequence
+from napari_cosine_embed.core.pipeline import PipelineConfig, foreground_mask, group_frame
+
+
+def classify(labels: np.ndarray, truth: np.ndarray, counts: dict) -> None:
+    for g in np.unique(truth)[1:]:
+        inside = truth == g
+        ids, n = np.unique(labels[inside], return_counts=True)
+        n, ids = n[ids > 0], ids[ids > 0]
+        if not len(ids):
+            counts["missed"] += 1
+            continue
+        best = labels == ids[np.argmax(n)]
+        overlap = (best & inside).sum()
+        if overlap / (best | inside).sum() > 0.5:
+            counts["matched"] += 1
+        elif overlap / best.sum() < 0.6:
+            counts["merged"] += 1
+        elif (n > 0.15 * inside.sum()).sum() >= 2:
+            counts["split"] += 1
+        else:
+            counts["under-covered"] += 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--data", type=Path, default=Path(__file__).parents[1] / ".." / "shared" / "data"
+    )
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--sequence", default="Fluo-N2DH-SIM+")
+    parser.add_argument("--frames", type=int, default=5)
+    parser.add_argument("--set", nargs="*", default=[], help="PipelineConfig overrides k=v")
+    args = parser.parse_args()
+    overrides = {}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        overrides[key] = type(getattr(PipelineConfig(), key))(value)
+    config = PipelineConfig(**overrides)
+    model = load_model(args.model, device="cpu")
+    root = args.data / "ctc" / args.sequence
+    movie = read_ctc_sequence(root / "02")
+    annotated = sorted(int(p.stem[len("man_seg") :]) for p in (root / "02_GT/SEG").glob("*.tif"))
+    annotated = [t for t in annotated if t >= 3]
+    frames = annotated[:: max(1, len(annotated) // args.frames)][: args.frames]
+    counts = dict.fromkeys(("matched", "merged", "under-covered", "split", "missed"), 0)
+    covered = []
+    for t in frames:
+        *_, last = iter_embed(model, movie, frames=range(t - 3, t + 1))
+        truth = tifffile.imread(root / "02_GT" / "SEG" / f"man_seg{t:03d}.tif")
+        classify(group_frame(last.embedding, last.foreground, config), truth, counts)
+        covered.append(foreground_mask(last.foreground, truth.shape, config)[truth > 0].mean())
+    total = sum(counts.values())
+    print(f"{args.sequence} 02, frames {frames}, model {model.name}: {total} annotated nuclei")
+    print(" | ".join(f"{k} {v}" for k, v in counts.items()))
+    print(f"foreground covers {np.mean(covered):.1%} of the annotated pixels")
+
+
+if __name__ == "__main__":
+    main()
