@@ -74,6 +74,15 @@ def baseline_frame(image: np.ndarray, *, sigma: float = 2.0, min_distance: int =
     return postprocess(labels, min_size=PipelineConfig().min_size)
 
 
+def config_overrides(items: list[str]) -> dict:
+    """``["key=value", ...]`` as PipelineConfig fields, each value cast to its field's type."""
+    overrides = {}
+    for item in items:
+        key, value = item.split("=", 1)
+        overrides[key] = type(getattr(PipelineConfig(), key))(value)
+    return overrides
+
+
 def _drain(gen):
     while True:
         try:
@@ -183,11 +192,7 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true", help="skip the Otsu baseline")
     args = parser.parse_args()
 
-    overrides = {}
-    for item in args.set:
-        key, value = item.split("=", 1)
-        overrides[key] = type(getattr(PipelineConfig(), key))(value)
-    config = PipelineConfig(model=args.model, **overrides)
+    config = PipelineConfig(model=args.model, **config_overrides(args.set))
     model = load_model(args.model)
     args.cache.mkdir(parents=True, exist_ok=True)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from bench_ctc import config_overrides  # the script's own folder is on sys.path
 from napari_cosine_embed.core.checkpoint import load_model
 from napari_cosine_embed.core.embed import iter_embed
 from napari_cosine_embed.core.io.ctc import read_ctc_sequence
@@ -57,11 +58,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=5)
     parser.add_argument("--set", nargs="*", default=[], help="PipelineConfig overrides k=v")
     args = parser.parse_args()
-    overrides = {}
-    for item in args.set:
-        key, value = item.split("=", 1)
-        overrides[key] = type(getattr(PipelineConfig(), key))(value)
-    config = PipelineConfig(**overrides)
+    config = PipelineConfig(**config_overrides(args.set))
     model = load_model(args.model, device="cpu")
     root = args.data / "ctc" / args.sequence
     movie = read_ctc_sequence(root / "02")
