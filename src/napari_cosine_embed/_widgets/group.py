@@ -242,7 +242,7 @@ class GroupWidget(Container):
         self._closed = False
         self.native.destroyed.connect(self._mark_closed)
         self._coord_by_method = {"hdbscan": d.coord_weight, "meanshift": 0.0}
-        self._coord_by_method[d.method] = d.coord_weight
+        self._shown_method = d.method
         self._show_method_controls()
         self._control_changed("image")
 
@@ -273,8 +273,8 @@ class GroupWidget(Container):
     def _show_method_controls(self) -> None:
         # each method keeps its own coordinate weight (mean shift's default is 0, as in
         # ``segment --grouping meanshift``), so switching back and forth restores it
-        shown, method = getattr(self, "_shown_method", None), self._method.value
-        if shown is not None and shown != method:
+        shown, method = self._shown_method, self._method.value
+        if shown != method:
             self._coord_by_method[shown] = float(self._coord_weight.value)
             with self._coord_weight.changed.blocked():
                 self._coord_weight.value = self._coord_by_method[method]
