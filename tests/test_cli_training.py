@@ -46,7 +46,8 @@ def test_train_writes_a_model_that_load_model_reads(trained, capsys):
 
 def test_train_prints_progress_and_refuses_to_overwrite(trained, capsys):
     out = trained.with_name("again.pt")
-    assert main([*TRAIN, "--steps", "2", "--out", str(out)]) == 0
+    assert main([*TRAIN, "--steps", "2", "--crowded", "0.5", "--out", str(out)]) == 0
+    assert "'crowded': 0.5" in repr(load_model(out, device="cpu").record["data"])
     printed = capsys.readouterr().out
     assert "step 1/2" in printed
     assert "val: score" in printed

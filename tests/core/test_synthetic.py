@@ -211,6 +211,25 @@ def test_some_random_configs_have_clumps():
     assert all(c == 0 or 2 <= c <= 25 for c in drawn)
 
 
+def test_crowded_draws_pack_nuclei_together_and_leave_the_rest_alone():
+    plain = [random_config(seed=s, shape=(128, 128), n_frames=1) for s in range(30)]
+    crowded = [random_config(seed=s, shape=(128, 128), n_frames=1, crowded=0.5) for s in range(30)]
+    assert plain == [
+        random_config(seed=s, shape=(128, 128), n_frames=1, crowded=0) for s in range(30)
+    ]
+    changed = [(p, c) for p, c in zip(plain, crowded, strict=True) if p != c]
+    assert 5 < len(changed) < 25
+    for p, c in changed:  # only the crowding fields differ
+        assert c.n_cells >= 1.5 * p.n_cells - 1
+        assert 0.15 <= c.overlap <= 0.3
+        assert c == dataclasses.replace(p, n_cells=c.n_cells, overlap=c.overlap)
+    pairs = [
+        sum(len(_touching_pairs(synthetic_timelapse(cfg).labels[0])) for cfg in configs)
+        for configs in zip(*changed, strict=True)
+    ]
+    assert pairs[1] > 1.5 * pairs[0], pairs
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_random_configs_are_valid_and_varied(seed):
     cfg = random_config(seed=seed, shape=(64, 64), n_frames=2)

@@ -141,7 +141,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     parts = []
     if args.synthetic_movies:
         print(f"simulating {args.synthetic_movies} synthetic movies...", flush=True)
-        parts.append(synthetic(args.synthetic_movies, seed=args.seed * 10_000))
+        crowded = {"crowded": args.crowded} if args.crowded else {}  # validation stays as it was
+        parts.append(synthetic(args.synthetic_movies, seed=args.seed * 10_000, **crowded))
     if args.dsb is not None:
         parts.append(from_dsb(args.dsb, split="train"))
     if not parts:
@@ -338,6 +339,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--synthetic-size", type=int, default=256, help="synthetic frame size (default 256)"
+    )
+    p.add_argument(
+        "--crowded",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="fraction of synthetic training movies with crowded, touching nuclei (default 0)",
     )
     p.add_argument(
         "--dsb", type=Path, metavar="DIR", help="the CC0 dsb2018-fluo folder (train split)"

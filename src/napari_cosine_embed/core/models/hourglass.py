@@ -19,7 +19,7 @@ nuclei. It costs one 1 x 1 convolution; ``ModelConfig(foreground_head=False)`` r
 
 Efficiency
 ----------
-Frames of any size are padded (replicating the border) to a multiple of ``config.size_multiple``
+Frames of any size are padded (mirroring the border) to a multiple of ``config.size_multiple``
 and the outputs cropped back. With ``input_stride=2`` (the default) 2 x 2 pixel blocks are folded
 into channels at the input and the heads' outputs unfolded back, so the hourglasses run at half
 resolution while the embeddings keep full resolution. Everything is whole-tensor convolutions, so
@@ -249,7 +249,12 @@ class RecurrentStackedHourglass(nn.Module):
     def _fold(self, frame: torch.Tensor) -> torch.Tensor:
         """Pad (B, C, Y, X) to the size multiple, then fold 2 x 2 blocks into channels if asked."""
         m, stride = self.config.size_multiple, self.config.input_stride
-        frame = F.pad(frame, (0, -frame.shape[-1] % m, 0, -frame.shape[-2] % m), mode="replicate")
+        pad_x, pad_y = -frame.shape[-1] % m, -frame.shape[-2] % m
+        # Mirroring keeps the noise and texture of the border natural; replicating the last row
+        # makes streaks that the network reads as structure (false objects along the edge).
+        # Reflection needs the pad to be smaller than the frame; tiny frames replicate.
+        mode = "reflect" if pad_x < frame.shape[-1] and pad_y < frame.shape[-2] else "replicate"
+        frame = F.pad(frame, (0, pad_x, 0, pad_y), mode=mode)
         return F.pixel_unshuffle(frame, stride) if stride > 1 else frame
 
     def _unfold(self, t: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -225,7 +225,8 @@ def from_synthetic(
     weight : float, keyword-only
         Relative chance that a batch comes from this pool.
     **fixed
-        Further :class:`SyntheticConfig` fields to fix rather than draw.
+        Further :class:`SyntheticConfig` fields to fix rather than draw, or ``crowded``
+        (passed on to :func:`.synthetic_random.random_config`).
 
     Examples
     --------
