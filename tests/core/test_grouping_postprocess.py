@@ -14,7 +14,61 @@ from napari_cosine_embed.core.grouping.postprocess import (
     relabel_consecutive,
     remove_small,
     split_components,
+    split_necks,
 )
+
+
+def _discs(*centres, radius=8.0, shape=(24, 60)):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return np.any([(yy - y) ** 2 + (xx - x) ** 2 < radius**2 for y, x in centres], axis=0)
+
+
+def test_split_necks_cuts_two_touching_discs_along_the_neck():
+    lab = np.where(_discs((12, 12), (12, 26)), 4, 0)  # neck 2 * sqrt(64 - 49) = 7.7 px wide
+    before = lab.copy()
+    out = split_necks(lab, 0.2)
+    np.testing.assert_array_equal(lab, before)  # input untouched
+    np.testing.assert_array_equal(out > 0, lab > 0)  # no pixel gained or lost
+    assert sorted(np.unique(out).tolist()) == [0, 4, 5]
+    left, right = (out == 4), (out == 5)
+    assert abs(int(left.sum()) - int(right.sum())) <= 16  # halves of a symmetric pair
+    cols = np.nonzero(left | right)[1]
+    cut_col = (np.nonzero(left)[1].max() + np.nonzero(right)[1].min()) / 2
+    assert abs(cut_col - 19) <= 1, cut_col  # the cut is at the neck
+    assert cols.min() < 19 < cols.max()
+
+
+def test_split_necks_leaves_shallow_necks_ellipses_and_other_objects_alone():
+    overlapping = _discs((12, 12), (12, 19))  # neck almost as wide as a disc: one nucleus
+    yy, xx = np.mgrid[:24, :60]
+    ellipse = (yy - 12) ** 2 / 49 + (xx - 30) ** 2 / 625 < 1
+    for mask in (overlapping, ellipse):
+        out = split_necks(mask.astype(np.int32), 0.2)
+        assert np.unique(out).tolist() == [0, 1]
+    two = np.where(_discs((12, 12), (12, 26)), 1, 0)
+    two[_discs((12, 48), radius=6)] = 2  # a separate, round object
+    out = split_necks(two, 0.2)
+    np.testing.assert_array_equal(out == 2, two == 2)
+    assert len(np.unique(out)) == 4
+
+
+def test_split_necks_depth_decides_and_small_parts_are_not_cut():
+    lab = _discs((12, 12), (12, 26)).astype(np.int32)
+    assert len(np.unique(split_necks(lab, 0.9))) == 2  # nothing that deep: whole
+    assert len(np.unique(split_necks(lab, 0.0))) == 2  # 0: off
+    assert len(np.unique(split_necks(lab, 0.2, min_size=300))) == 2  # parts of ~190 px
+    small_bud = _discs((12, 14), radius=9) | _discs((12, 27), radius=4.5)
+    assert len(np.unique(split_necks(small_bud.astype(int), 0.1, min_size=80))) == 2
+    with pytest.raises(InputError, match="depth"):
+        split_necks(lab, 1.0)
+
+
+def test_postprocess_cuts_necks_when_asked():
+    lab = np.where(_discs((12, 12), (12, 26)), 9, 0)
+    assert postprocess(lab).max() == 1
+    out = postprocess(lab, split_depth=0.2)
+    assert out.max() == 2
+    assert out.dtype == np.int32
 
 
 def test_split_components_4_and_8_connected():

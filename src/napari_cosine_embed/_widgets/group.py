@@ -79,6 +79,7 @@ class GroupParams:
     bandwidth: float = _PIPELINE.bandwidth
     min_size: int = _PIPELINE.min_size
     split: bool = True
+    split_depth: float = _PIPELINE.split_depth
 
     def build_key(self) -> tuple:
         """The parameters a grouper is built with (the rest only cut or clean up)."""
@@ -110,7 +111,9 @@ def cut(grouper: Any, params: GroupParams) -> np.ndarray:
         raw = grouper.labels(params.min_cluster_size, params.epsilon, params.selection)
     else:
         raw = grouper.labels(params.bandwidth)
-    return postprocess(raw, min_size=params.min_size, split=params.split)
+    return postprocess(
+        raw, min_size=params.min_size, split=params.split, split_depth=params.split_depth
+    )
 
 
 def group_frame(
@@ -187,6 +190,14 @@ class GroupWidget(Container):
         )
         self._min_size = SpinBox(label="min object size", min=0, max=100_000, value=d.min_size)
         self._split = CheckBox(text="split disconnected pieces", value=d.split)
+        self._split_depth = FloatSpinBox(
+            label="cut necks deeper than", min=0.0, max=0.95, step=0.05, value=d.split_depth
+        )
+        self._split_depth.tooltip = (
+            "Cut objects made of round blobs joined by a narrow neck (touching nuclei grouped "
+            "as one) when the neck is at least this deep, relative to the object's half-width. "
+            "0 cuts nothing."
+        )
         self._live = CheckBox(text="live preview of the frame in view", value=True)
         self._status = Label(value="")
         self._apply = JobControl(session, "group", "Apply to all frames")
@@ -204,6 +215,7 @@ class GroupWidget(Container):
             "threshold": self._threshold,
             "min_size": self._min_size,
             "split": self._split,
+            "split_depth": self._split_depth,
             "live": self._live,
         }
         super().__init__(
@@ -263,6 +275,7 @@ class GroupWidget(Container):
             bandwidth=round(float(self._bandwidth.value), 4),
             min_size=int(self._min_size.value),
             split=bool(self._split.value),
+            split_depth=round(float(self._split_depth.value), 3),
         )
 
     def set_params(self, **values: Any) -> None:
@@ -489,7 +502,11 @@ class GroupWidget(Container):
             grouper=params.method,
             space=space,
             foregrounds=foregrounds,
-            postprocess={"min_size": params.min_size, "split": params.split},
+            postprocess={
+                "min_size": params.min_size,
+                "split": params.split,
+                "split_depth": params.split_depth,
+            },
         )
         self._tune.start(
             _tune_job(steps, int(np.prod([len(v) for v in space.values()]))),

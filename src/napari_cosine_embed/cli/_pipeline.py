@@ -29,6 +29,7 @@ _OPTIONS = {
     "bandwidth": "bandwidth",
     "foreground_threshold": "foreground_threshold",
     "min_size": "min_size",
+    "split_depth": "split_depth",
     "object_size": "object_size",
     "tile_size": "tile_size",
     "tracking": "tracking",
@@ -325,6 +326,12 @@ def add_commands(sub) -> None:
     )
     p.add_argument(
         "--min-size", type=int, help=f"smallest instance, pixels (default {defaults['min_size']})"
+    )
+    p.add_argument(
+        "--split-depth",
+        type=float,
+        help="cut instances of round blobs joined by a neck this deep, relative "
+        f"(default {defaults['split_depth']}; 0: never)",
     )
     p.add_argument(
         "--object-size",

@@ -65,6 +65,9 @@ class PipelineConfig:
         Instances smaller than this (pixels) are removed.
     fill_holes : bool
         Fill holes inside each instance.
+    split_depth : float
+        Cut instances made of round blobs joined by a neck whose saddle is at least this deep
+        (relative; see :func:`~.grouping.split_necks`); 0 cuts nothing.
     track : bool
         Link instances over time; False labels each frame on its own (a set of 2D images).
     tracking : {"overlap", "pairs"}
@@ -91,6 +94,7 @@ max_gap, max_gap_distance
     bandwidth: float = 0.1
     min_size: int = 30
     fill_holes: bool = True
+    split_depth: float = 0.2
     track: bool = True
     tracking: str = "overlap"
     min_iou: float = 0.3
@@ -115,6 +119,8 @@ max_gap, max_gap_distance
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.bandwidth > 0:
             raise InputError(f"bandwidth must be > 0, got {self.bandwidth}")
+        if not 0.0 <= self.split_depth < 1.0:
+            raise InputError(f"split_depth must be in [0, 1), got {self.split_depth}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -221,7 +227,9 @@ def group_frame(
         )
     else:
         labels = meanshift_labels(embedding, foreground=mask, bandwidth=config.bandwidth)
-    return postprocess(labels, min_size=config.min_size, fill=config.fill_holes)
+    return postprocess(
+        labels, min_size=config.min_size, fill=config.fill_holes, split_depth=config.split_depth
+    )
 
 
 def _label_dtype(n: int):

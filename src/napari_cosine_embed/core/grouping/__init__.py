@@ -9,6 +9,7 @@ from .postprocess import (
     relabel_consecutive,
     remove_small,
     split_components,
+    split_necks,
 )
 from .seeds import seed_mask, seediness
 from .tune import DEFAULT_SPACES, METRICS, TuneResult, iter_tune, tune
@@ -32,5 +33,6 @@ __all__ = [
     "seediness",
     "single_linkage_tree",
     "split_components",
+    "split_necks",
     "tune",
 ]
