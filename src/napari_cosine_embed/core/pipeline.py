@@ -83,7 +83,7 @@ max_gap, max_gap_distance
     tile_overlap: int = 128
     state_window: int | None = 5
     warmup: int = 3
-    foreground_threshold: float = 0.1
+    foreground_threshold: float = 0.05
     foreground_smoothing: float = 0.0
     grouping: str = "hdbscan"
     min_samples: int = 10
