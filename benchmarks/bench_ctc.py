@@ -196,7 +196,8 @@ def main() -> None:
     model = load_model(args.model)
     args.cache.mkdir(parents=True, exist_ok=True)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
-    print(f"model {model.name} ({model_fingerprint(model)}); parameters: {config.to_dict()}\n")
+    shown = config.for_model(model).to_dict()  # the threshold filled in as the run will
+    print(f"model {model.name} ({model_fingerprint(model)}); parameters: {shown}\n")
     print("| sequence / method | SEG | DET | TRA | s/frame |")
     print("|---|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:

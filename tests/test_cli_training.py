@@ -108,6 +108,10 @@ def test_finetune_from_the_trained_model_on_a_tiff(trained, tmp_path, capsys):
     assert model.record["base_model"]["name"] == "tiny"
     assert model.record["data"]["sources"][0]["frames"] == [0, 2]
     assert model.record["steps"] == 2
+    found = model.record["foreground_calibration"]  # measured on the curated frames
+    assert found["frames"] == 2
+    assert found["scored_on"] == "training frames"
+    assert f"foreground threshold {found['threshold']:g}" in capsys.readouterr().out
     assert main([*argv[:-1], str(tmp_path / "x.pt"), "--frames", "0,7"]) == 2
     assert "frames must lie" in capsys.readouterr().err
 
@@ -161,9 +165,10 @@ def test_finetune_command_defaults_match_the_core():
     from napari_cosine_embed.core.training import FINETUNE_DEFAULTS
 
     args = build_parser().parse_args(["finetune", "--images", "i", "--labels", "l", "--out", "o"])
-    assert (args.steps, args.batch_size, args.clip_length, args.lr) == (
+    assert (args.steps, args.batch_size, args.clip_length, args.lr, args.foreground_crops) == (
         FINETUNE_DEFAULTS.steps,
         FINETUNE_DEFAULTS.batch_size,
         FINETUNE_DEFAULTS.clip_length,
         FINETUNE_DEFAULTS.lr,
+        FINETUNE_DEFAULTS.foreground_crops,
     )

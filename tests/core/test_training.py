@@ -105,6 +105,38 @@ def test_small_images_are_padded_with_ignored_pixels():
     assert crop[1][~crop[2]].min() == 1
 
 
+def test_foreground_crops_hold_a_nucleus():
+    """One small nucleus in a large frame: uniform crops mostly miss it, focused ones never."""
+    labels = np.zeros((2, 300, 300), np.int64)
+    labels[1, 250:258, 20:28] = 1
+    labels[0, 100:108, 100:108] = 2  # in the unlabelled context frame: never a target
+    images = np.random.default_rng(0).random((2, 300, 300))
+    data = from_arrays(images, labels, frames=[1], context=1).normalised(Normalisation())
+
+    def hits(share):
+        batch = data.sample(
+            np.random.default_rng(3), batch_size=40, crop=32, clip_length=2,
+            foreground_crops=share, augment=None,
+        )  # fmt: skip
+        return [bool(((clip > 0) & ~ignore).any()) for clip, ignore in
+                zip(batch.labels, batch.ignore, strict=True)]  # fmt: skip
+
+    assert sum(hits(0.0)) < 10
+    assert all(hits(1.0))
+    assert 10 < sum(hits(0.5)) < 40
+    small = np.zeros((1, 20, 50), np.float32)
+    small[0, 5, 40] = 7.0  # a crop of 32 around it, the frame padded to 32 rows first
+    for seed in range(5):
+        padded = crop_clip(
+            small, small.astype(int), np.zeros(small.shape, bool), 32,
+            np.random.default_rng(seed), around=(5, 40),
+        )  # fmt: skip
+        assert padded[0].shape == (1, 32, 32)
+        assert padded[0].max() == 7.0
+    with pytest.raises(ValueError, match="foreground_crops"):
+        TrainConfig(foreground_crops=1.5)
+
+
 def test_from_arrays_trains_only_on_curated_frames():
     labels = np.zeros((10, 24, 24), np.int64)
     labels[:, 4:12, 4:12] = 1  # every frame has labels...
@@ -247,6 +279,8 @@ def test_finetune_records_its_base_and_leaves_it_unchanged(two_images):
     assert tuned.record["base_model"]["name"] == "tiny-base"
     assert tuned.record["base_model"]["data"] == "elsewhere"
     assert tuned.record["steps"] == 2
+    assert tuned.record["foreground_calibration"]["scored_on"] == "training frames"
+    assert "foreground_calibration" not in base.record
     assert all(torch.equal(before[k], v) for k, v in base.network.state_dict().items())
     assert not _same_weights(tuned, base)
 

@@ -215,3 +215,16 @@ def test_auto_tune_sets_the_best_parameters(setup, qtbot, monkeypatch, errors):
     assert "best SEG" in widget._tune._status.value
     score = float(widget._tune._status.value.split("best SEG ")[1].split(":")[0])
     assert score > 0.8
+
+
+def test_threshold_follows_the_model_put_to_use(setup, qtbot):
+    """A fine-tuned model brings its calibrated foreground threshold; the default its own."""
+    viewer, widget, _, _ = setup
+    session = session_for(viewer)
+    assert widget.params().threshold == 0.05
+    tuned = load_model("default", device="cpu")
+    tuned.record["foreground_calibration"] = {"threshold": 0.4}
+    session.set_model(tuned)
+    assert widget.params().threshold == pytest.approx(0.4)
+    session.set_model("default")
+    assert widget.params().threshold == pytest.approx(0.05)

@@ -275,9 +275,19 @@ class FinetuneWidget(Container):
         self._trainer = Trainer(base, data, config, val_data=val_data, base_model=True)
         for info in self._trainer.run():
             yield info["step"], info["steps"], info
-        return self._trainer.best_model
+        model = self._trainer.best_model
+        # the foreground threshold suited to the new weights (a cancel here keeps the model)
+        for done, total in self._trainer.iter_calibrate(model):
+            yield done, total, {"calibrating": True}
+        return model
 
     def _step_done(self, info: dict) -> None:
+        if info.get("calibrating"):
+            self._control.set_status(
+                f"{self._control.progress.value} / "
+                f"{self._control.progress.max}: calibrating the threshold"
+            )
+            return
         score = info["val"]["score"] if "val" in info else None
         self.plot.add(int(info["step"]), float(info["loss"]), score)
 
@@ -321,6 +331,9 @@ class FinetuneWidget(Container):
         scores = record.get("scores") or {}
         if "score" in scores and math.isfinite(scores["score"]):
             text += f", validation score {scores['score']:.3f}"
+        found = record.get("foreground_calibration")
+        if found:
+            text += f", foreground threshold {found['threshold']:g}"
         self._result.value = text
         self._result.tooltip = str(path)
         self._use.visible = True

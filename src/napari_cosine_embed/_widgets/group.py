@@ -36,7 +36,7 @@ from magicgui.widgets import (
 )
 
 from ..core.errors import InputError
-from ..core.pipeline import PipelineConfig
+from ..core.pipeline import DEFAULT_FOREGROUND_THRESHOLD, PipelineConfig
 from ._jobs import JobControl
 from ._session import session_for
 from .embed import (
@@ -72,7 +72,7 @@ class GroupParams:
     method: str = _PIPELINE.grouping
     min_samples: int = _PIPELINE.min_samples
     coord_weight: float = _PIPELINE.coord_weight
-    threshold: float = _PIPELINE.foreground_threshold
+    threshold: float = DEFAULT_FOREGROUND_THRESHOLD  # or the model's calibrated threshold
     min_cluster_size: int = _PIPELINE.min_cluster_size
     epsilon: float = _PIPELINE.cluster_selection_epsilon
     selection: str = "eom"
@@ -186,7 +186,11 @@ class GroupWidget(Container):
             label="bandwidth", min=0.01, max=1.0, step=0.01, value=d.bandwidth
         )
         self._threshold = FloatSlider(
-            label="foreground threshold", min=0.0, max=1.0, step=0.05, value=d.threshold
+            label="foreground threshold", min=0.0, max=1.0, step=0.01, value=d.threshold
+        )
+        self._threshold.tooltip = (
+            "Pixels whose foreground probability is at least this are grouped. A fine-tuned "
+            "model brings its own calibrated threshold, set here when it is put to use."
         )
         self._min_size = SpinBox(label="min object size", min=0, max=100_000, value=d.min_size)
         self._split = CheckBox(text="split disconnected pieces", value=d.split)
@@ -315,8 +319,14 @@ class GroupWidget(Container):
             self._control_changed("frame")
 
     def _model_replaced(self) -> None:
+        from ..core.training.calibrate import recommended_threshold
+
         self._groupers.clear()
-        self._control_changed("image")
+        threshold = recommended_threshold(self._session.model())
+        if abs(float(self._threshold.value) - threshold) > 1e-6:
+            self._threshold.value = threshold  # its change refreshes the preview
+        else:
+            self._control_changed("image")
 
     def _layers_changed(self, *_: Any) -> None:
         self._image.reset_choices()

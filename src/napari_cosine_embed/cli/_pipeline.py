@@ -187,6 +187,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
     inputs = _inputs([Path(p) for p in args.input], not config.track)
     model = load_model(config.model)
+    config = config.for_model(model)  # the threshold it will use, in the settings too
     settings = _settings(config, model, args.input)
     text = json.dumps(settings, indent=2, default=str) + "\n"
     progress = ProgressPrinter()
@@ -288,7 +289,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub) -> None:
-    from ..core.pipeline import GROUPINGS, TRACKINGS, PipelineConfig
+    from ..core.pipeline import DEFAULT_FOREGROUND_THRESHOLD, GROUPINGS, TRACKINGS, PipelineConfig
 
     defaults = {f.name: f.default for f in fields(PipelineConfig)}
     p = sub.add_parser(
@@ -322,7 +323,8 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--foreground-threshold",
         type=float,
-        help=f"foreground probability to group (default {defaults['foreground_threshold']})",
+        help="foreground probability to group (default: the model's calibrated threshold, "
+        f"else {DEFAULT_FOREGROUND_THRESHOLD})",
     )
     p.add_argument(
         "--min-size", type=int, help=f"smallest instance, pixels (default {defaults['min_size']})"

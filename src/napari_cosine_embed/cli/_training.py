@@ -84,8 +84,32 @@ def _format_val(scores: dict, best: dict | None) -> str:
     return text
 
 
-def _run_trainer(trainer, out: Path, *, overwrite: bool, log_every: int) -> int:
-    """Drive a Trainer with progress lines; the first Ctrl-C stops cleanly and still saves."""
+def _calibrate(trainer, model):
+    """Calibrate the fine-tuned model's foreground threshold, with a progress line."""
+    import time
+
+    tic = time.perf_counter()
+    for done, total in trainer.iter_calibrate(model):
+        print(f"\rcalibrating the foreground threshold: frame {done}/{total}", end="", flush=True)
+    print()
+    found = model.record.get("foreground_calibration")
+    if found:
+        print(
+            f"foreground threshold {found['threshold']:g} (foreground IoU {found['iou']:.3f} on "
+            f"{found['frames']} {found['scored_on']}, {time.perf_counter() - tic:.0f} s): "
+            "segment uses it unless --foreground-threshold says otherwise",
+            flush=True,
+        )
+    return model
+
+
+def _run_trainer(
+    trainer, out: Path, *, overwrite: bool, log_every: int, calibrate: bool = False
+) -> int:
+    """Drive a Trainer with progress lines; the first Ctrl-C stops cleanly and still saves.
+
+    ``calibrate``: afterwards calibrate the foreground threshold (fine-tuning), unless stopped.
+    """
     import signal
     import time
 
@@ -116,6 +140,8 @@ def _run_trainer(trainer, out: Path, *, overwrite: bool, log_every: int) -> int:
     model = trainer.best_model
     if stop:
         print(f"stopped at step {trainer.step} of {trainer.config.steps}", flush=True)
+    elif calibrate:
+        model = _calibrate(trainer, model)
     path = save_model(out, model, overwrite=overwrite)
     score = model.record.get("scores", {}).get("score")
     what = f"val score {score:.3f}, " if score is not None else ""
@@ -159,6 +185,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         crop=args.crop,
         clip_length=args.clip_length,
+        foreground_crops=args.foreground_crops,
         bptt=args.bptt,
         lr=args.lr,
         warmup=args.warmup,
@@ -257,6 +284,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         crop=args.crop,
         clip_length=args.clip_length,
+        foreground_crops=args.foreground_crops,
         lr=args.lr,
         device=args.device,
         seed=args.seed,
@@ -269,7 +297,9 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         f"{config.steps} steps",
         flush=True,
     )
-    return _run_trainer(trainer, args.out, overwrite=args.overwrite, log_every=config.log_every)
+    return _run_trainer(
+        trainer, args.out, overwrite=args.overwrite, log_every=config.log_every, calibrate=True
+    )
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -301,12 +331,25 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _add_run_options(
-    p: argparse.ArgumentParser, *, steps: int, batch_size: int, clip_length: int, lr: float
+    p: argparse.ArgumentParser,
+    *,
+    steps: int,
+    batch_size: int,
+    clip_length: int,
+    lr: float,
+    foreground_crops: float,
 ) -> None:
     """The options ``train`` and ``finetune`` share (their defaults differ)."""
     p.add_argument("--steps", type=int, default=steps)
     p.add_argument("--batch-size", type=int, default=batch_size)
     p.add_argument("--crop", type=int, default=192)
+    p.add_argument(
+        "--foreground-crops",
+        type=float,
+        default=foreground_crops,
+        help="share of the crops placed on a labelled nucleus, the rest anywhere "
+        f"(default {foreground_crops:g})",
+    )
     p.add_argument(
         "--clip-length",
         type=int,
@@ -360,7 +403,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--val-dsb", type=int, default=24, metavar="N", help="held-out DSB images (default 24)"
     )
-    _add_run_options(p, steps=2500, batch_size=4, clip_length=2, lr=1e-3)
+    _add_run_options(p, steps=2500, batch_size=4, clip_length=2, lr=1e-3, foreground_crops=0.0)
     p.add_argument(
         "--bptt", type=int, default=0, help="frames per truncated-BPTT segment (0: whole clip)"
     )
@@ -415,7 +458,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, type=Path)
     # FINETUNE_DEFAULTS' values, written out so that `--help` does not import torch
-    _add_run_options(p, steps=200, batch_size=2, clip_length=4, lr=2e-4)
+    # FINETUNE_DEFAULTS' values (a test checks), without importing torch to build the parser
+    _add_run_options(p, steps=200, batch_size=2, clip_length=4, lr=2e-4, foreground_crops=0.5)
     p.set_defaults(func=_cmd_finetune)
 
     p = sub.add_parser("models", help="list the bundled models")

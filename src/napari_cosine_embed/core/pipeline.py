@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -24,12 +24,17 @@ import numpy as np
 from .errors import InputError
 
 __all__ = [
+    "DEFAULT_FOREGROUND_THRESHOLD",
     "PipelineConfig",
     "PipelineResult",
     "Progress",
     "group_frame",
     "run_pipeline",
 ]
+
+#: The foreground threshold of a model without a calibrated one (chosen for the bundled
+#: default model on the benchmark sequences; see docs/benchmarks.md).
+DEFAULT_FOREGROUND_THRESHOLD = 0.05
 
 GROUPINGS = ("hdbscan", "meanshift")
 TRACKINGS = ("overlap", "pairs")
@@ -50,8 +55,11 @@ class PipelineConfig:
     state_window, warmup : int or None
         Bounded history of the recurrent state (see :func:`~.embed.iter_embed`); None carries
         it through the whole movie.
-    foreground_threshold : float
-        Pixels whose foreground probability is at least this are grouped.
+    foreground_threshold : float or None
+        Pixels whose foreground probability is at least this are grouped. None: the model's
+        calibrated threshold (fine-tuned models carry one, see
+        :mod:`~.training.calibrate`), else :data:`DEFAULT_FOREGROUND_THRESHOLD`;
+        :meth:`for_model` fills it in.
     foreground_smoothing : float
         Gaussian sigma (pixels) applied to the foreground probability before thresholding.
     grouping : {"hdbscan", "meanshift"}
@@ -83,7 +91,7 @@ max_gap, max_gap_distance
     tile_overlap: int = 128
     state_window: int | None = 5
     warmup: int = 3
-    foreground_threshold: float = 0.05
+    foreground_threshold: float | None = None
     foreground_smoothing: float = 0.0
     grouping: str = "hdbscan"
     min_samples: int = 10
@@ -110,7 +118,7 @@ max_gap, max_gap_distance
             raise InputError(f"grouping must be one of {GROUPINGS}, got {self.grouping!r}")
         if self.tracking not in TRACKINGS:
             raise InputError(f"tracking must be one of {TRACKINGS}, got {self.tracking!r}")
-        if not 0.0 <= self.foreground_threshold <= 1.0:
+        if self.foreground_threshold is not None and not 0.0 <= self.foreground_threshold <= 1.0:
             raise InputError(
                 f"foreground_threshold must be in [0, 1], got {self.foreground_threshold}"
             )
@@ -124,6 +132,14 @@ max_gap, max_gap_distance
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def for_model(self, model: Any) -> PipelineConfig:
+        """This config, its ``foreground_threshold`` filled in for ``model`` when it is None."""
+        if self.foreground_threshold is not None:
+            return self
+        from .training.calibrate import recommended_threshold
+
+        return replace(self, foreground_threshold=recommended_threshold(model))
 
     def embed_options(self) -> dict[str, Any]:
         """The options of :func:`~.embed.iter_embed` that change the embeddings."""
@@ -187,7 +203,8 @@ def foreground_mask(foreground: np.ndarray | None, shape, config: PipelineConfig
         from scipy import ndimage as ndi
 
         fg = ndi.gaussian_filter(fg, config.foreground_smoothing)
-    return fg >= config.foreground_threshold
+    threshold = config.foreground_threshold
+    return fg >= (DEFAULT_FOREGROUND_THRESHOLD if threshold is None else threshold)
 
 
 def group_frame(
@@ -277,6 +294,7 @@ def run_pipeline(
     if n == 0:
         raise InputError("the movie has no frames")
     model = load_model(config.model) if model is None else model
+    config = config.for_model(model)
     if config.device is not None:
         from .device import resolve_device
 

@@ -13,6 +13,12 @@ Examples
 """
 
 from .augment import AugmentConfig, augment_clip, crop_clip
+from .calibrate import (
+    DEFAULT_FOREGROUND_THRESHOLD,
+    calibrate_foreground,
+    iter_calibrate_foreground,
+    recommended_threshold,
+)
 from .data import (
     Batch,
     LabelledSequence,
@@ -27,6 +33,7 @@ from .engine import FINETUNE_DEFAULTS, TrainConfig, TrainingLoss, evaluate, trai
 from .trainer import TRAIN_STATE_FORMAT, Trainer, finetune, train
 
 __all__ = [
+    "DEFAULT_FOREGROUND_THRESHOLD",
     "FINETUNE_DEFAULTS",
     "TRAIN_STATE_FORMAT",
     "AugmentConfig",
@@ -37,6 +44,7 @@ __all__ = [
     "TrainingData",
     "TrainingLoss",
     "augment_clip",
+    "calibrate_foreground",
     "crop_clip",
     "dsb_held_out",
     "evaluate",
@@ -45,6 +53,8 @@ __all__ = [
     "from_dsb",
     "from_pairs",
     "from_synthetic",
+    "iter_calibrate_foreground",
+    "recommended_threshold",
     "train",
     "train_step",
 ]

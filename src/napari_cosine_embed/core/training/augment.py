@@ -59,11 +59,14 @@ def crop_clip(
     ignore: np.ndarray,
     size: int,
     rng: np.random.Generator,
+    *,
+    around: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A random ``size`` x ``size`` window of a clip; smaller clips are padded.
 
     Padding is image 0 (the normalised background level), label 0 and ``ignore`` True, so the
-    losses learn nothing from pixels that do not exist.
+    losses learn nothing from pixels that do not exist. ``around`` (y, x): a window that holds
+    this pixel (anywhere in it), else one drawn uniformly.
 
     Parameters
     ----------
@@ -86,8 +89,13 @@ def crop_clip(
         labels = np.pad(labels, widths)
         ignore = np.pad(ignore, widths, constant_values=True)
         height, width = image.shape[1:]
-    y0 = int(rng.integers(height - size + 1))
-    x0 = int(rng.integers(width - size + 1))
+    if around is None:
+        y0 = int(rng.integers(height - size + 1))
+        x0 = int(rng.integers(width - size + 1))
+    else:
+        y, x = around[0] + (before[0] if pad_y else 0), around[1] + (before[1] if pad_x else 0)
+        y0 = int(rng.integers(max(0, y - size + 1), min(y, height - size) + 1))
+        x0 = int(rng.integers(max(0, x - size + 1), min(x, width - size) + 1))
     window = (slice(None), slice(y0, y0 + size), slice(x0, x0 + size))
     return image[window], labels[window], ignore[window]
 

@@ -167,11 +167,15 @@ class TrainingData:
         crop: int,
         clip_length: int = 1,
         augment: AugmentConfig | None = _DEFAULT_AUGMENT,
+        foreground_crops: float = 0.0,
     ) -> Batch:
         """Draw a batch of ``batch_size`` clips of ``crop`` x ``crop`` pixels.
 
         The clip length is ``clip_length``, or less when a drawn sequence is shorter (a 2D
-        image gives clips of one frame). ``augment=None`` draws crops only.
+        image gives clips of one frame). ``augment=None`` draws crops only. A share
+        ``foreground_crops`` of the crops is placed around a labelled nucleus pixel of the
+        clip (drawn uniformly), the rest anywhere: on large frames with few nuclei most
+        uniform crops hold none, and teach nothing but background.
         """
         if self.normalisation is None:
             raise ValueError("call normalised(...) before sampling")
@@ -188,7 +192,12 @@ class TrainingData:
             if seq.ignore is not None:
                 ignore |= seq.ignore[frames]
             ignore |= ~seq.labelled[frames, None, None]
-            clip = crop_clip(seq.image[frames], seq.labels[frames], ignore, crop, rng)
+            around = None
+            if foreground_crops > 0 and rng.random() < foreground_crops:
+                around = _nucleus_pixel(seq.labels[frames], ignore, rng)
+            clip = crop_clip(
+                seq.image[frames], seq.labels[frames], ignore, crop, rng, around=around
+            )
             if augment is not None:
                 clip = augment_clip(*clip, augment, rng)
             clips.append(clip)
@@ -198,6 +207,18 @@ class TrainingData:
             torch.from_numpy(labels.astype(np.int64)),
             torch.from_numpy(ignore),
         )
+
+
+def _nucleus_pixel(
+    labels: np.ndarray, ignore: np.ndarray, rng: np.random.Generator
+) -> tuple[int, int] | None:
+    """(y, x) of a random labelled, scored pixel of a clip (T, Y, X); None when there is none."""
+    scored = (labels > 0) & ~ignore
+    index = np.flatnonzero(scored.any(axis=0))
+    if not len(index):
+        return None
+    y, x = np.unravel_index(index[int(rng.integers(len(index)))], scored.shape[1:])
+    return int(y), int(x)
 
 
 def from_synthetic(

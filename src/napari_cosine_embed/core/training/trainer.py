@@ -28,6 +28,7 @@ from ..checkpoint import EmbeddingModel, checkpoint_payload, model_from_payload,
 from ..device import resolve_device
 from ..errors import InputError
 from ..io._atomic import atomic_write
+from .calibrate import iter_calibrate_foreground
 from .data import TrainingData
 from .engine import FINETUNE_DEFAULTS, TrainConfig, TrainingLoss, evaluate, train_step
 
@@ -123,6 +124,7 @@ class Trainer:
         self.config = config
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
+        self._raw_data, self._raw_val = data, val_data
         self.data = data.normalised(model.normalisation)
         self.val_data = None if val_data is None else val_data.normalised(model.normalisation)
         self.loss_fn = TrainingLoss(config, model.config)
@@ -221,6 +223,28 @@ class Trainer:
             }
         return scores
 
+    def iter_calibrate(
+        self, model: EmbeddingModel
+    ) -> Generator[tuple[int, int], None, EmbeddingModel]:
+        """Calibrate the foreground threshold of ``model`` (e.g. :attr:`best_model`).
+
+        Scored on the validation frames when there are any, else on the training frames
+        (see :mod:`.calibrate`); yields ``(done, total)`` per frame and returns ``model`` with
+        the result in ``model.record["foreground_calibration"]`` (unchanged when there is
+        nothing to calibrate).
+        """
+        held_out = self._raw_val is not None and self._raw_val.normalisation is None
+        data = self._raw_val if held_out else self._raw_data
+        if data.normalisation is not None:  # given normalised: the raw frames are gone
+            return model
+        result = yield from iter_calibrate_foreground(model, data)
+        if result is not None:
+            model.record["foreground_calibration"] = {
+                **result,
+                "scored_on": "validation frames" if held_out else "training frames",
+            }
+        return model
+
     def save_state(self, path: str | os.PathLike) -> None:
         """Write everything needed to resume (atomically, replacing an older state file)."""
         model = self.model.copy()
@@ -267,6 +291,7 @@ class Trainer:
                     crop=c.crop,
                     clip_length=c.clip_length,
                     augment=c.augment,
+                    foreground_crops=c.foreground_crops,
                 )
                 lr = self.lr_at(self.step)
                 for group in self.optimiser.param_groups:
@@ -343,6 +368,11 @@ def finetune(
     """Fine-tune ``base`` (left unchanged) on ``data``; the record names the base model.
 
     The defaults (:data:`FINETUNE_DEFAULTS`: 200 steps, lr 2e-4) suit a few curated frames.
+    After the last step the returned model's foreground threshold is calibrated
+    (:meth:`Trainer.iter_calibrate`); that part yields nothing.
     """
     trainer = Trainer(base, data, config, val_data=val_data, base_model=True)
-    return (yield from trainer.run())
+    model = yield from trainer.run()
+    for _ in trainer.iter_calibrate(model):
+        pass
+    return model

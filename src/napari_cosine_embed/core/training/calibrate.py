@@ -1,0 +1,149 @@
+"""The foreground threshold a model should be grouped at, measured on labelled frames.
+
+Fine-tuning moves the foreground head's probabilities: on the frames a user curated, a model
+may learn a soft halo around every nucleus, so the threshold that suited the base model
+floods the mask and neighbours merge. After fine-tuning we therefore embed the labelled frames
+(as the pipeline does: the frames before each one warm up the recurrent state), score the
+foreground IoU against the labels at every threshold of a grid, and keep the best one in the
+model's record. The pipeline and the Group widget then use that threshold unless told
+otherwise (:func:`recommended_threshold`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..pipeline import DEFAULT_FOREGROUND_THRESHOLD
+
+if TYPE_CHECKING:
+    from .data import TrainingData
+
+__all__ = [
+    "DEFAULT_FOREGROUND_THRESHOLD",
+    "THRESHOLDS",
+    "calibrate_foreground",
+    "iter_calibrate_foreground",
+    "recommended_threshold",
+]
+
+
+#: Thresholds tried by the calibration.
+THRESHOLDS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+
+_RECORD_KEY = "foreground_calibration"
+
+
+def recommended_threshold(model: Any) -> float:
+    """The foreground threshold to group ``model``'s output at.
+
+    Its calibrated threshold (:func:`calibrate_foreground`, stored in ``model.record``) when
+    it has one, else :data:`DEFAULT_FOREGROUND_THRESHOLD`.
+    """
+    record = getattr(model, "record", None) or {}
+    value = (record.get(_RECORD_KEY) or {}).get("threshold")
+    if value is None or not 0.0 <= float(value) <= 1.0:
+        return DEFAULT_FOREGROUND_THRESHOLD
+    return float(value)
+
+
+def _units(data: TrainingData, max_frames: int) -> list[tuple[Any, int]]:
+    units = [
+        (seq, int(t))
+        for pool in data.pools
+        for seq in pool.sequences
+        for t in np.flatnonzero(seq.labelled)
+    ]
+    if len(units) > max_frames:
+        pick = np.linspace(0, len(units) - 1, max_frames).round().astype(int)
+        units = [units[i] for i in pick]
+    return units
+
+
+def iter_calibrate_foreground(
+    model: Any,
+    data: TrainingData,
+    *,
+    thresholds: Sequence[float] = THRESHOLDS,
+    context: int = 3,
+    max_frames: int = 8,
+) -> Generator[tuple[int, int], None, dict[str, Any] | None]:
+    """Measure the foreground IoU of ``model`` on the labelled frames of ``data`` per threshold.
+
+    Parameters
+    ----------
+    model : EmbeddingModel
+        With a foreground head (otherwise there is nothing to calibrate: returns None).
+    data : TrainingData
+        Raw (not normalised) labelled sequences, e.g. from :func:`~.data.from_arrays`; pixels
+        in a sequence's ``ignore`` mask are not scored.
+    thresholds : sequence of float
+        Candidates in [0, 1].
+    context : int, keyword-only
+        Frames before each labelled frame embedded first, to warm up the recurrent state.
+    max_frames : int, keyword-only
+        At most this many labelled frames are scored (evenly spread over all of them).
+
+    Yields
+    ------
+    (done, total) : tuple of int
+        After each scored frame.
+
+    Returns
+    -------
+    dict or None
+        ``threshold`` (the best), ``iou`` (its IoU), ``ious`` (threshold -> IoU, as strings
+        -> floats), ``frames`` and ``pixels`` (labelled foreground pixels scored); None when
+        the model has no foreground head or the frames hold no labelled foreground.
+    """
+    from ..embed import iter_embed
+
+    if not getattr(model.config, "foreground_head", False):
+        return None
+    if data.normalisation is not None:
+        raise ValueError("calibrate on the raw data, not on a normalised copy")
+    grid = np.array(sorted({float(t) for t in thresholds}), np.float32)
+    if not len(grid) or grid[0] < 0 or grid[-1] > 1:
+        raise ValueError(f"thresholds must lie in [0, 1], got {list(thresholds)}")
+    units = _units(data, max_frames)
+    inter = np.zeros(len(grid))
+    union = np.zeros(len(grid))
+    pixels = 0
+    for done, (seq, t) in enumerate(units, start=1):
+        *_, last = iter_embed(model, seq.image, frames=range(max(0, t - context), t + 1))
+        truth = np.asarray(seq.labels[t]) > 0
+        valid = np.ones(truth.shape, bool) if seq.ignore is None else ~np.asarray(seq.ignore[t])
+        fg, truth = np.asarray(last.foreground)[valid], truth[valid]
+        pixels += int(truth.sum())
+        predicted = fg[None, :] >= grid[:, None]
+        inter += (predicted & truth).sum(axis=1)
+        union += (predicted | truth).sum(axis=1)
+        yield done, len(units)
+    if pixels == 0:
+        return None
+    ious = inter / np.maximum(union, 1)
+    best = int(np.argmax(ious))  # the lowest threshold among equals
+    return {
+        "threshold": float(round(float(grid[best]), 4)),
+        "iou": float(ious[best]),
+        "ious": {f"{g:g}": float(v) for g, v in zip(grid.tolist(), ious, strict=True)},
+        "frames": len(units),
+        "pixels": pixels,
+    }
+
+
+def calibrate_foreground(model: Any, data: TrainingData, **options: Any) -> dict[str, Any] | None:
+    """:func:`iter_calibrate_foreground` run to the end; also stores the result in
+    ``model.record`` (where :func:`recommended_threshold` finds it) when there is one."""
+    gen = iter_calibrate_foreground(model, data, **options)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            result = stop.value
+            break
+    if result is not None:
+        model.record[_RECORD_KEY] = result
+    return result
