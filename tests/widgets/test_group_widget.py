@@ -228,3 +228,5 @@ def test_threshold_follows_the_model_put_to_use(setup, qtbot):
     assert widget.params().threshold == pytest.approx(0.4)
     session.set_model("default")
     assert widget.params().threshold == pytest.approx(0.05)
+    _wait_preview(qtbot, widget, "threshold")  # the change rebuilt the preview
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=10_000)

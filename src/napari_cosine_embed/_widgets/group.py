@@ -375,12 +375,14 @@ class GroupWidget(Container):
         worker = create_worker(_preview_job, store, t, params, grouper, _start_thread=False)
         built = grouper is None
         worker.returned.connect(partial(self._preview_built, layer, t, params, key, store, built))
-        worker.errored.connect(lambda exc: setattr(self._status, "value", f"failed: {exc}"))
+        worker.errored.connect(self._preview_failed)
         worker.finished.connect(partial(self._preview_finished, worker))
         self._worker = worker
         worker.start()
 
     def _preview_built(self, layer, t, params, key, store, built, result) -> None:
+        if self._closed:
+            return  # the widget was closed while the build ran: its controls are gone
         grouper, labels, seconds = result
         self.builds += built
         self._groupers[key] = (store, grouper)
@@ -390,6 +392,10 @@ class GroupWidget(Container):
         if current is layer and self._frame_index(layer) == t and self.params() == params:
             self._show(layer, t, labels, f"computed in {1000 * seconds:.0f} ms")
         # otherwise stale: _preview_finished asks again with the parameters of now
+
+    def _preview_failed(self, exc: BaseException) -> None:
+        if not self._closed:
+            self._status.value = f"failed: {exc}"
 
     def _preview_finished(self, worker) -> None:
         if self._worker is worker:

@@ -88,10 +88,13 @@ def _calibrate(trainer, model):
     """Calibrate the fine-tuned model's foreground threshold, with a progress line."""
     import time
 
-    tic = time.perf_counter()
+    tic, live = time.perf_counter(), sys.stdout.isatty()
     for done, total in trainer.iter_calibrate(model):
-        print(f"\rcalibrating the foreground threshold: frame {done}/{total}", end="", flush=True)
-    print()
+        if live:  # one line that counts up; a log gets only the result
+            print(f"\rcalibrating the foreground threshold: frame {done}/{total}", end="")
+            print("", end="", flush=True)
+    if live:
+        print()
     found = model.record.get("foreground_calibration")
     if found:
         print(
