@@ -270,6 +270,35 @@ def test_recurrent_clips_carry_state_and_detach_between_segments(movies):
     assert all(torch.count_nonzero(h) > 0 for h in seen[1][1])
 
 
+def test_warm_up_frames_run_without_a_graph_and_leave_the_loss_unchanged(movies):
+    """Clips of 3 ignored warm-up frames and a curated one, as fine-tuning draws them."""
+    model = _tiny(replace(TINY, first_recurrent_level=0))
+    loss_fn = TrainingLoss(QUICK, model.config)
+    batch = movies.normalised(Normalisation()).sample(
+        np.random.default_rng(1), batch_size=2, crop=32, clip_length=4
+    )
+    batch.ignore[:, :3] = True
+    seen, forward = [], model.network.forward_sequence
+
+    def spy(frames, state=None):
+        seen.append((frames.shape[1], torch.is_grad_enabled()))
+        return forward(frames, state)
+
+    with torch.no_grad():  # the loss of the whole clip, computed in one piece
+        output = forward(batch.images, None)
+        whole, _ = loss_fn(output, batch.labels, batch.ignore)
+    model.network.forward_sequence = spy
+    optimiser = torch.optim.AdamW(model.network.parameters(), lr=1e-3)
+    info = train_step(model, batch, loss_fn, optimiser, grad_clip=1.0)
+    assert seen == [(3, False), (1, True)]
+    assert info["loss"] == pytest.approx(float(whole), rel=1e-5)
+    assert info["grad_norm"] > 0
+    seen.clear()
+    batch.ignore[0, 2] = False  # a frame some clip scores: it keeps its graph
+    train_step(model, batch, loss_fn, optimiser, grad_clip=1.0)
+    assert seen == [(2, False), (2, True)]
+
+
 def test_finetune_records_its_base_and_leaves_it_unchanged(two_images):
     base = _tiny()
     base.name, base.record = "tiny-base", {"steps": 3, "data": {"summary": "elsewhere"}}

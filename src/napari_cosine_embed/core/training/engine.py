@@ -236,7 +236,8 @@ def train_step(
         For fp16 autocast.
     bptt : int, keyword-only
         Frames per truncated-BPTT segment (0: the whole clip); the state is detached between
-        segments and the gradients of all segments are accumulated before the step.
+        segments and the gradients of all segments are accumulated before the step. With 0,
+        leading frames entirely ignored by the losses (warm-up frames) run without a graph.
     grad_clip : float, keyword-only
         Largest gradient norm (0: none).
     amp_dtype : torch.dtype, optional
@@ -255,10 +256,24 @@ def train_step(
     n_frames = images.shape[1]
     segment = bptt if 0 < bptt < n_frames else n_frames
     optimiser.zero_grad(set_to_none=True)
-    state, totals = None, {"loss": 0.0}
-    for start in range(0, n_frames, segment):
+    state, totals, first = None, {"loss": 0.0}, 0
+    if segment == n_frames:
+        # Leading frames that no loss looks at (every pixel ignored in every clip: the
+        # warm-up frames before a curated one) only carry the state in; run them without a
+        # graph. The loss is the same; its gradient stops at the state they hand over (as
+        # truncated BPTT would), and a step of a 4-frame fine-tuning clip costs about half.
+        while first < n_frames - 1 and bool(ignore[:, first].all()):
+            first += 1
+        if first:
+            with (
+                torch.no_grad(),
+                torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None),
+            ):
+                state = detach_state(network.forward_sequence(images[:, :first], None).state)
+            segment = n_frames - first
+    for start in range(first, n_frames, segment):
         part = slice(start, min(n_frames, start + segment))
-        share = (part.stop - part.start) / n_frames
+        share = (part.stop - part.start) / (n_frames - first)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             output = network.forward_sequence(images[:, part], state)
         loss, parts = loss_fn(output, labels[:, part], ignore[:, part])
