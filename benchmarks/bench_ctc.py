@@ -89,7 +89,8 @@ def config_overrides(items: list[str]) -> dict:
     overrides = {}
     for item in items:
         key, value = item.split("=", 1)
-        overrides[key] = type(getattr(PipelineConfig(), key))(value)
+        default = getattr(PipelineConfig(), key)
+        overrides[key] = float(value) if default is None else type(default)(value)
     return overrides
 
 

@@ -60,6 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     config = PipelineConfig(**config_overrides(args.set))
     model = load_model(args.model, device="cpu")
+    config = config.for_model(model)  # a fine-tuned model's calibrated threshold
     root = args.data / "ctc" / args.sequence
     movie = read_ctc_sequence(root / "02")
     annotated = sorted(int(p.stem[len("man_seg") :]) for p in (root / "02_GT/SEG").glob("*.tif"))
