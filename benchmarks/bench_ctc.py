@@ -42,6 +42,7 @@ import tifffile
 from scipy import ndimage as ndi
 
 from napari_cosine_embed.cli import main as cli
+from napari_cosine_embed.core._generators import result_of
 from napari_cosine_embed.core.checkpoint import load_model
 from napari_cosine_embed.core.embedding_store import (
     EmbeddingStore,
@@ -94,14 +95,6 @@ def config_overrides(items: list[str]) -> dict:
     return overrides
 
 
-def _drain(gen):
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
-
-
 def _gt_subset(gt_dir: Path, out: Path, *, exclude_seg: set[int]) -> Path:
     """A copy of a GT folder without the SEG frames trained on."""
     shutil.copytree(gt_dir / "TRA", out / "TRA")
@@ -122,7 +115,7 @@ def run_ours(movie, model, config: PipelineConfig, cache: Path, res: Path) -> di
     store = EmbeddingStore(n, dim, movie.shape[1:], path=cache / f"{key}.zarr", **ids)
     cached = n - len(store.missing())
     tic = time.perf_counter()
-    result = _drain(run_pipeline(movie, config, model=model, store=store))
+    result = result_of(run_pipeline(movie, config, model=model, store=store))
     write_ctc_result(res, result.labels, result.lineage, overwrite=True)
     seconds = dict(result.seconds)
     seconds["total"] = time.perf_counter() - tic

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_cosine_embed.core._generators import result_of
 from napari_cosine_embed.core.pipeline import PipelineConfig, run_pipeline
 from napari_cosine_embed.core.synthetic import SyntheticConfig, synthetic_timelapse
 
@@ -49,13 +50,7 @@ def _movie(frames: int, size: int, seed: int = 7) -> np.ndarray:
 
 def speed(args) -> None:
     movie = _movie(args.frames, args.size)
-    gen = run_pipeline(movie, PipelineConfig(device=args.device))
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            result = stop.value
-            break
+    result = result_of(run_pipeline(movie, PipelineConfig(device=args.device)))
     n = movie.shape[0]
     s = result.seconds
     total = sum(s.values())

@@ -310,6 +310,7 @@ class FinetuneWidget(Container):
 
     def _save(self, model: Any) -> None:
         from ..core.checkpoint import save_model
+        from ..core.training.calibrate import calibration
 
         folder = self.models_dir
         try:
@@ -331,7 +332,7 @@ class FinetuneWidget(Container):
         scores = record.get("scores") or {}
         if "score" in scores and math.isfinite(scores["score"]):
             text += f", validation score {scores['score']:.3f}"
-        found = record.get("foreground_calibration")
+        found = calibration(model)
         if found:
             text += f", foreground threshold {found['threshold']:g}"
         self._result.value = text

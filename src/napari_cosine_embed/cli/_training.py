@@ -95,7 +95,9 @@ def _calibrate(trainer, model):
             print("", end="", flush=True)
     if live:
         print()
-    found = model.record.get("foreground_calibration")
+    from ..core.training.calibrate import calibration
+
+    found = calibration(model)
     if found:
         print(
             f"foreground threshold {found['threshold']:g} (foreground IoU {found['iou']:.3f} on "

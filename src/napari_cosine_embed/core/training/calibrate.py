@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._generators import result_of
 from ..pipeline import DEFAULT_FOREGROUND_THRESHOLD
 
 if TYPE_CHECKING:
@@ -23,8 +24,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_FOREGROUND_THRESHOLD",
+    "RECORD_KEY",
     "THRESHOLDS",
     "calibrate_foreground",
+    "calibration",
     "iter_calibrate_foreground",
     "recommended_threshold",
 ]
@@ -33,7 +36,14 @@ __all__ = [
 #: Thresholds tried by the calibration.
 THRESHOLDS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
-_RECORD_KEY = "foreground_calibration"
+#: Where a model's record keeps its calibration.
+RECORD_KEY = "foreground_calibration"
+
+
+def calibration(model: Any) -> dict[str, Any] | None:
+    """The calibration stored in ``model``'s record, or None."""
+    record = getattr(model, "record", None) or {}
+    return record.get(RECORD_KEY) or None
 
 
 def recommended_threshold(model: Any) -> float:
@@ -42,8 +52,7 @@ def recommended_threshold(model: Any) -> float:
     Its calibrated threshold (:func:`calibrate_foreground`, stored in ``model.record``) when
     it has one, else :data:`DEFAULT_FOREGROUND_THRESHOLD`.
     """
-    record = getattr(model, "record", None) or {}
-    value = (record.get(_RECORD_KEY) or {}).get("threshold")
+    value = (calibration(model) or {}).get("threshold")
     if value is None or not 0.0 <= float(value) <= 1.0:
         return DEFAULT_FOREGROUND_THRESHOLD
     return float(value)
@@ -137,13 +146,7 @@ def iter_calibrate_foreground(
 def calibrate_foreground(model: Any, data: TrainingData, **options: Any) -> dict[str, Any] | None:
     """:func:`iter_calibrate_foreground` run to the end; also stores the result in
     ``model.record`` (where :func:`recommended_threshold` finds it) when there is one."""
-    gen = iter_calibrate_foreground(model, data, **options)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            result = stop.value
-            break
+    result = result_of(iter_calibrate_foreground(model, data, **options))
     if result is not None:
-        model.record[_RECORD_KEY] = result
+        model.record[RECORD_KEY] = result
     return result

@@ -28,7 +28,7 @@ from ..checkpoint import EmbeddingModel, checkpoint_payload, model_from_payload,
 from ..device import resolve_device
 from ..errors import InputError
 from ..io._atomic import atomic_write
-from .calibrate import iter_calibrate_foreground
+from .calibrate import RECORD_KEY, iter_calibrate_foreground
 from .data import TrainingData
 from .engine import FINETUNE_DEFAULTS, TrainConfig, TrainingLoss, evaluate, train_step
 
@@ -239,7 +239,7 @@ class Trainer:
             return model
         result = yield from iter_calibrate_foreground(model, data)
         if result is not None:
-            model.record["foreground_calibration"] = {
+            model.record[RECORD_KEY] = {
                 **result,
                 "scored_on": "validation frames" if held_out else "training frames",
             }
