@@ -267,3 +267,34 @@ def test_nan_empty_and_tiny_inputs():
         grouper.labels(5, method="bad")
     with pytest.raises(InputError, match="epsilon"):
         grouper.labels(5, -0.1)
+
+
+@pytest.mark.parametrize("max_points", [None, 500])
+def test_a_lone_object_is_one_cluster_not_noise(max_points):
+    """The package calls everything noise when the tree never splits (one nucleus, a speck)."""
+    labels = np.zeros((96, 96), np.int32)
+    yy, xx = np.indices(labels.shape)
+    labels[(yy - 48) ** 2 + (xx - 40) ** 2 < 20**2] = 1
+    labels[80:83, 80:83] = 2  # a speck smaller than min_cluster_size
+    embedding = embedding_from_labels(labels, noise=0.1, seed=2)
+    fg = labels > 0
+    points, _ = embedding_points(embedding, fg, 4.0)
+    package = hdbscan.HDBSCAN(min_samples=10, min_cluster_size=150).fit(points).labels_
+    assert package.max() == -1  # what the fallback is for
+    grouper = HDBSCANGrouper(
+        embedding, foreground=fg, min_samples=10, coord_weight=4.0, max_points=max_points
+    )
+    assert grouper.labels(150).max() == 1
+    filled = grouper.labels(150, assign_noise=True)
+    assert filled.max() == 1
+    assert (filled[labels == 1] == 1).all()
+    # two objects: the usual selection, no fallback
+    labels[(yy - 48) ** 2 + (xx - 80) ** 2 < 12**2] = 3
+    two = HDBSCANGrouper(
+        embedding_from_labels(labels, noise=0.1, seed=2),
+        foreground=labels > 0,
+        min_samples=10,
+        coord_weight=4.0,
+        max_points=max_points,
+    ).labels(150, assign_noise=True)
+    assert two.max() == 2

@@ -72,6 +72,16 @@ def test_group_frame_without_foreground_pixels_is_empty(movie):
     assert not out.any()
 
 
+def test_group_frame_finds_a_lone_nucleus():
+    labels = np.zeros((64, 64), np.int32)
+    yy, xx = np.indices(labels.shape)
+    labels[(yy - 30) ** 2 + (xx - 34) ** 2 < 15**2] = 1
+    emb = embedding_from_labels(labels, seed=1)
+    out = group_frame(emb, (labels > 0).astype(np.float32), PipelineConfig())
+    assert out.max() == 1
+    assert (out == 1).sum() == (labels == 1).sum()
+
+
 def test_pipeline_streams_progress_and_tracks(movie, tiny_model):
     config = PipelineConfig(min_cluster_size=30, min_samples=5)
     steps, result = _drain(run_pipeline(movie.image, config, model=tiny_model))

@@ -230,3 +230,18 @@ def test_threshold_follows_the_model_put_to_use(setup, qtbot):
     assert widget.params().threshold == pytest.approx(0.05)
     _wait_preview(qtbot, widget, "threshold")  # the change rebuilt the preview
     qtbot.waitUntil(lambda: widget._worker is None, timeout=10_000)
+
+
+def test_default_cut_equals_what_segment_gives(frames):
+    """The widget and the command line share one grouping: same defaults, same labels."""
+    from napari_cosine_embed.core.pipeline import PipelineConfig
+    from napari_cosine_embed.core.pipeline import group_frame as pipeline_group_frame
+
+    emb, fg = frames[1]
+    emb, fg = emb[:, :200, :200], fg[:200, :200]  # HDBSCAN leaves ~100 pixels noise here
+    ours = group.group_frame(emb, fg, group.GroupParams())
+    theirs = pipeline_group_frame(
+        emb, fg, PipelineConfig(foreground_threshold=group.GroupParams().threshold)
+    )
+    assert ours.max() > 3
+    np.testing.assert_array_equal(ours, theirs)

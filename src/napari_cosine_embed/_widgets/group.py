@@ -108,7 +108,9 @@ def cut(grouper: Any, params: GroupParams) -> np.ndarray:
     from ..core.grouping import postprocess
 
     if params.method == "hdbscan":
-        raw = grouper.labels(params.min_cluster_size, params.epsilon, params.selection)
+        raw = grouper.labels(
+            params.min_cluster_size, params.epsilon, params.selection, assign_noise=True
+        )
     else:
         raw = grouper.labels(params.bandwidth)
     return postprocess(

@@ -26,7 +26,12 @@ on a 2-core machine), ``label`` for the single-linkage tree, and ``condense_tree
 ``compute_stability`` / ``get_clusters`` for stage 2. Reusing them, rather than writing numba
 code, keeps the labels identical to ``hdbscan.HDBSCAN`` with the same parameters (up to ties
 in the MST, and the package's default *approximate* Borůvka tree), adds no JIT compile time to
-the first slider move and no dependency. ``allow_single_cluster`` is False, as in the package.
+the first slider move and no dependency. ``allow_single_cluster`` is False, as in the package,
+except where selection finds no cluster at all: the tree never splits into two parts of
+``min_cluster_size`` (a frame, or a pair of frames, holding one nucleus and perhaps a few specks).
+The package then calls every point noise and a one-cell image comes out empty; we select again
+with ``allow_single_cluster=True``, which keeps the root's densest points as one cluster (the
+rest is noise, which ``assign_noise`` gives to it).
 
 Bounded route for large frames
 ------------------------------
@@ -264,7 +269,8 @@ class HDBSCANGrouper:
         Returns
         -------
         ndarray of shape (n_clustered,), int64
-            ``-1`` for noise, clusters ``0 .. K-1``, exactly as ``hdbscan.HDBSCAN.labels_``.
+            ``-1`` for noise, clusters ``0 .. K-1``, exactly as ``hdbscan.HDBSCAN.labels_``
+            where that finds a cluster (else as with ``allow_single_cluster=True``).
         """
         min_cluster_size = _check_int("min_cluster_size", min_cluster_size, 2)
         eps = cluster_selection_epsilon
@@ -289,6 +295,10 @@ class HDBSCANGrouper:
         labels, _, _ = get_clusters(
             condensed, dict(stability), method, False, False, float(eps), 0, float("inf")
         )
+        if labels.max() < 0 and len(condensed):  # the tree never splits: one object
+            labels, _, _ = get_clusters(
+                condensed, dict(stability), method, True, False, float(eps), 0, float("inf")
+            )
         return labels
 
     def labels(
@@ -326,11 +336,9 @@ class HDBSCANGrouper:
             self._results.move_to_end(key)
             self.timings["labels"] = time.perf_counter() - tic
             return self._results[key]
-        flat = self.point_labels(min_cluster_size, cluster_selection_epsilon, method)
-        if self._nearest is not None:
-            flat = flat[self._nearest]
+        own = self.point_labels(min_cluster_size, cluster_selection_epsilon, method)
+        flat = own if self._nearest is None else own[self._nearest]
         if assign_noise and (noise := np.flatnonzero(flat < 0)).size and (flat >= 0).any():
-            own = self.point_labels(min_cluster_size, cluster_selection_epsilon, method)
             clustered = np.flatnonzero(own >= 0)  # pixels, or block means on the bounded route
             tree = KDTree(self._clustered[clustered])
             nearest = tree.query(self._points[noise], k=1, return_distance=False)[:, 0]

@@ -13,6 +13,8 @@ from skimage.measure import label as label_equal_regions
 
 from ..errors import InputError
 
+_EIGHT = np.ones((3, 3), bool)
+
 __all__ = [
     "fill_holes",
     "postprocess",
@@ -204,11 +206,21 @@ def split_necks(labels, depth: float, *, min_size: int = 30) -> np.ndarray:
         if mask.sum() < 2 * min_size:
             continue
         dist = ndi.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+        h = depth * dist.max()
+        # An h-maximum is a regional maximum (an 8-connected plateau no neighbour rises above)
+        # at least h high: with fewer than two of those, as for most nuclei, nothing is cut.
+        plateaus = (dist >= ndi.maximum_filter(dist, size=3)) & (dist >= h)
+        if ndi.label(plateaus, structure=_EIGHT)[1] < 2:
+            continue
         # h-maxima: the regional maxima of the distance lowered by h and rebuilt under itself
         # (two equally high peaks joined by a shallow saddle become one plateau)
-        rec = reconstruction(dist - depth * dist.max(), dist, method="dilation")
+        rec = reconstruction(dist - h, dist, method="dilation")
+        # the top of every peak at least h above its saddle is where dist - rec reaches h:
+        # with fewer than two such tops, no need to find the plateaus
+        if ndi.label((dist - rec >= h - 1e-6) & mask, structure=_EIGHT)[1] < 2:
+            continue
         peaks = rec - reconstruction(rec - 1e-3, rec, method="dilation") > 0
-        markers, n = ndi.label(peaks & mask, structure=np.ones((3, 3), bool))
+        markers, n = ndi.label(peaks & mask, structure=_EIGHT)
         if n < 2:
             continue
         parts = watershed(-dist, markers, mask=mask)
