@@ -116,6 +116,59 @@ def test_finetune_from_the_trained_model_on_a_tiff(trained, tmp_path, capsys):
     assert "frames must lie" in capsys.readouterr().err
 
 
+@pytest.fixture
+def finetune_argv(trained, tmp_path):
+    movie = synthetic_timelapse(n_frames=3, shape=(48, 48), n_cells=4, seed=2)
+    tifffile.imwrite(tmp_path / "movie.tif", movie.image, photometric="minisblack")
+    tifffile.imwrite(tmp_path / "labels.tif", movie.labels, photometric="minisblack")
+    return [
+        "finetune", "--base", str(trained), "--images", str(tmp_path / "movie.tif"),
+        "--labels", str(tmp_path / "labels.tif"), "--frames", "0,2", "--steps", "50",
+        "--crop", "32", "--batch-size", "1", "--device", "cpu", "--out",
+    ]  # fmt: skip
+
+
+@pytest.mark.usefixtures("terminal_sigint")
+def test_ctrl_c_during_finetune_still_calibrates(finetune_argv, tmp_path, monkeypatch, capsys):
+    calls, step = [], trainer.train_step
+
+    def interrupted_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            signal.raise_signal(signal.SIGINT)
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_step", interrupted_step)
+    out = tmp_path / "stopped.pt"
+    assert main([*finetune_argv, str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "stopped at step 2 of 50" in printed
+    model = load_model(out, device="cpu")
+    assert model.record["stopped_early"]
+    assert model.record["foreground_calibration"]["frames"] == 2
+    assert "foreground threshold" in printed
+
+
+@pytest.mark.usefixtures("terminal_sigint")
+def test_ctrl_c_during_calibration_skips_it(finetune_argv, tmp_path, monkeypatch, capsys):
+    def interrupted(model, data):
+        yield 1, 2
+        signal.raise_signal(signal.SIGINT)
+        yield 2, 2
+        return {"threshold": 0.5}
+
+    monkeypatch.setattr(trainer, "iter_calibrate_foreground", interrupted)
+    out = tmp_path / "uncalibrated.pt"
+    steps = finetune_argv.index("--steps") + 1
+    finetune_argv[steps] = "2"
+    assert main([*finetune_argv, str(out)]) == 0
+    assert "calibration skipped" in capsys.readouterr().out
+    model = load_model(out, device="cpu")
+    assert not model.record["stopped_early"]
+    assert "foreground_calibration" not in model.record
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_models_lists_the_bundled_models(trained, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(checkpoint, "bundled_models_dir", lambda: tmp_path)
     assert main(["models"]) == 0

@@ -9,6 +9,7 @@ from napari.utils.notifications import notification_manager
 from napari_cosine_embed._sample_data import synthetic_timelapse_sample
 from napari_cosine_embed._widgets._session import session_for
 from napari_cosine_embed.core.checkpoint import load_model
+from napari_cosine_embed.core.training.calibrate import calibration
 
 PLUGIN = "napari-cosine-embed"
 
@@ -96,10 +97,37 @@ def test_cancel_keeps_the_model_of_the_steps_done(make_napari_viewer, qtbot, tmp
     qtbot.waitUntil(lambda: len(widget.plot.loss) >= 1, timeout=60_000)
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         widget.control.button.native.click()  # Cancel
+    # the steps stop; the threshold is still calibrated, as a job of its own
+    calibrating = widget.control.worker
+    assert calibrating is not None and calibrating is not worker
+    assert widget.saved is None
+    with qtbot.waitSignal(calibrating.finished, timeout=60_000):
+        pass
     assert widget.saved == tmp_path / "models" / "finetuned-001.pt"
     record = load_model(widget.saved, device="cpu").record
     assert 1 <= record["steps_run"] < 1000
     assert record["stopped_early"]
+    assert calibration(load_model(widget.saved, device="cpu")) is not None
+    assert "foreground threshold" in widget._result.value
+    assert widget.control.worker is None
+
+
+def test_second_cancel_skips_the_calibration(make_napari_viewer, qtbot, tmp_path, movie):
+    _, _, widget = _setup(make_napari_viewer, tmp_path, movie, curated=(2,))
+    widget._steps.value = 1000
+    widget.control.button.native.click()
+    worker = widget.control.worker
+    qtbot.waitUntil(lambda: len(widget.plot.loss) >= 1, timeout=60_000)
+    with qtbot.waitSignal(worker.finished, timeout=60_000):
+        widget.control.button.native.click()  # Cancel the steps
+    calibrating = widget.control.worker
+    with qtbot.waitSignal(calibrating.finished, timeout=60_000):
+        widget.control.button.native.click()  # and the calibration
+    assert widget.saved == tmp_path / "models" / "finetuned-001.pt"
+    model = load_model(widget.saved, device="cpu")
+    assert model.record["stopped_early"]
+    assert calibration(model) is None  # it groups at the default threshold
+    assert widget.control.worker is None
 
 
 def test_no_curated_frame_is_told(make_napari_viewer, tmp_path, movie):

@@ -156,7 +156,7 @@ class FinetuneWidget(Container):
         layout = self.native.layout()
         layout.insertWidget(layout.indexOf(self._result.native), self.plot)
         self._trainer = None
-        self._returned = self._aborted = False
+        self._returned = self._aborted = self._calibrating = False
         self.saved: Path | None = None
         self._control.on_click(self._run)
         self._use.changed.connect(self._use_model)
@@ -254,16 +254,20 @@ class FinetuneWidget(Container):
         self.plot.clear()
         self._use.visible = False
         self._result.value = ""
-        self._returned = self._aborted = False
         self._trainer = None
+        self._run_job(self._train(base, data, config, val_data), calibrating=False)
+
+    def _run_job(
+        self, job: Generator[tuple[int, int, dict], None, Any], *, calibrating: bool
+    ) -> bool:
+        self._returned = self._aborted = False
+        self._calibrating = calibrating  # the training job sets it when its steps are done
         worker = self._control.start(
-            self._train(base, data, config, val_data),
-            on_yield=self._step_done,
-            on_return=self._finished,
-            on_finish=self._stopped,
+            job, on_yield=self._step_done, on_return=self._finished, on_finish=self._stopped
         )
         if worker is not None:
             worker.aborted.connect(self._cancelled)
+        return worker is not None
 
     def _train(self, base, data, config, val_data) -> Generator[tuple[int, int, dict], None, Any]:
         """Worker: the fine-tuning loop of :func:`~..core.training.finetune`.
@@ -275,8 +279,14 @@ class FinetuneWidget(Container):
         self._trainer = Trainer(base, data, config, val_data=val_data, base_model=True)
         for info in self._trainer.run():
             yield info["step"], info["steps"], info
-        model = self._trainer.best_model
-        # the foreground threshold suited to the new weights (a cancel here keeps the model)
+        return (yield from self._calibrate(self._trainer.best_model))
+
+    def _calibrate(self, model) -> Generator[tuple[int, int, dict], None, Any]:
+        """Worker: the foreground threshold suited to the new weights.
+
+        A cancel here keeps the model without one (it then groups at the default threshold).
+        """
+        self._calibrating = True
         for done, total in self._trainer.iter_calibrate(model):
             yield done, total, {"calibrating": True}
         return model
@@ -299,14 +309,27 @@ class FinetuneWidget(Container):
         self._aborted = True
 
     def _stopped(self) -> None:
-        """After a cancel: keep the best model of the steps done (if any step was done).
+        """After a cancel or an error: keep what can be kept.
 
-        Not after an error: the weights may then be half updated.
+        A cancel during the steps keeps the best model of the steps done (if any was done) and
+        still calibrates its threshold, as its own job that a second cancel skips: a fine-tuned
+        model grouped at the default threshold merges neighbouring nuclei. A cancel or an
+        error during the calibration saves the model without a threshold. An error during the
+        steps saves nothing: the weights may then be half updated.
         """
         trainer = self._trainer
-        if self._aborted and not self._returned and trainer is not None and trainer.step > 0:
+        if self._returned or trainer is None or trainer.step == 0:
+            self._trainer = None
+        elif self._calibrating:
             self._save(trainer.best_model)
-        self._trainer = None
+            self._trainer = None
+        elif self._aborted:
+            model = trainer.best_model
+            if not self._run_job(self._calibrate(model), calibrating=True):
+                self._save(model)
+                self._trainer = None
+        else:
+            self._trainer = None
 
     def _save(self, model: Any) -> None:
         from ..core.checkpoint import save_model

@@ -113,7 +113,9 @@ def _run_trainer(
 ) -> int:
     """Drive a Trainer with progress lines; the first Ctrl-C stops cleanly and still saves.
 
-    ``calibrate``: afterwards calibrate the foreground threshold (fine-tuning), unless stopped.
+    ``calibrate``: afterwards calibrate the foreground threshold (fine-tuning), also after a
+    Ctrl-C (a fine-tuned model grouped at the default threshold merges neighbouring nuclei);
+    a Ctrl-C during the calibration skips it and saves the model without one.
     """
     import signal
     import time
@@ -145,8 +147,17 @@ def _run_trainer(
     model = trainer.best_model
     if stop:
         print(f"stopped at step {trainer.step} of {trainer.config.steps}", flush=True)
-    elif calibrate:
-        model = _calibrate(trainer, model)
+    if calibrate and trainer.step > 0:
+        try:
+            if stop:
+                print("calibrating the threshold (Ctrl-C again to skip)", flush=True)
+            model = _calibrate(trainer, model)
+        except KeyboardInterrupt:
+            print(
+                "\ncalibration skipped: the model groups at the default threshold unless "
+                "--foreground-threshold says otherwise",
+                flush=True,
+            )
     path = save_model(out, model, overwrite=overwrite)
     score = model.record.get("scores", {}).get("score")
     what = f"val score {score:.3f}, " if score is not None else ""
