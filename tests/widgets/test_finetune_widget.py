@@ -99,7 +99,8 @@ def test_cancel_keeps_the_model_of_the_steps_done(make_napari_viewer, qtbot, tmp
         widget.control.button.native.click()  # Cancel
     # the steps stop; the threshold is still calibrated, as a job of its own
     calibrating = widget.control.worker
-    assert calibrating is not None and calibrating is not worker
+    assert calibrating is not None
+    assert calibrating is not worker
     assert widget.saved is None
     with qtbot.waitSignal(calibrating.finished, timeout=60_000):
         pass
