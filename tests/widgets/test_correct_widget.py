@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from napari.utils.key_bindings import coerce_keybinding
 
-from napari_cosine_embed._widgets import correct
+from napari_cosine_embed._widgets import _autosave
+from napari_cosine_embed._widgets._autosave import PROJECTS_FOLDER
 from napari_cosine_embed._widgets._session import session_for
 from napari_cosine_embed._widgets.correct import (
     CUT_LAYER,
     PREVIEW_LAYER,
-    PROJECTS_FOLDER,
     CorrectWidget,
     default_project_dir,
 )
@@ -32,7 +32,7 @@ def projects_root(tmp_path, monkeypatch):
     def default(name, *, root=root):
         return default_project_dir(name, root=root)
 
-    monkeypatch.setattr(correct, "default_project_dir", default)
+    monkeypatch.setattr(_autosave, "default_project_dir", default)
     return root
 
 
@@ -191,7 +191,9 @@ def test_curated_list_autosave_and_load_project(setup, projects_root, qtbot):
     viewer.dims.set_current_step(0, 2)
     widget._ids.value = "1 2"
     widget.merge()
-    qtbot.waitUntil(lambda: session.project_dir is not None and not widget._dirty, timeout=5000)
+    qtbot.waitUntil(
+        lambda: session.project_dir is not None and not widget._autosave.dirty, timeout=5000
+    )
     root = session.project_dir
     assert root.parent == projects_root
     assert root.name.startswith("cells-")
@@ -260,3 +262,17 @@ def test_each_labels_layer_keeps_its_project_and_replaced_data_does_not_overwrit
     assert Project.open(second).saved_frames() == [2]
     widget._labels_box.value = labels
     assert session.project_dir == tmp_path / "a"
+
+
+def test_switching_layers_right_after_an_edit_saves_it_into_the_first_project(setup, tmp_path):
+    viewer, _, labels, widget = setup
+    widget.set_project_dir(tmp_path / "first")
+    widget._ids.value = "1, 2"
+    widget.merge()  # not yet written: the autosave timer has not fired
+    merged = labels.data[2].copy()
+    other = viewer.add_labels(np.zeros(SHAPE, np.uint16), name="other")
+    widget._labels_box.value = other  # the switch flushes the pending edit of "cells"
+    saved = Project.open(tmp_path / "first")
+    assert saved.saved_frames() == [2]
+    np.testing.assert_array_equal(saved.load_frame(2), merged)
+    assert session_for(viewer).project_dir is None  # "other" gets a project of its own

@@ -15,20 +15,13 @@ switched to pan/zoom) previews, in a ``click-to-add preview`` layer, the unlabel
 similar to the clicked one in the frame's cached embedding; the slider updates it live and
 Enter (or Add) makes it a new object.
 
-**Autosave.** Every change of the labels layer (ours, napari's brush, an undo of a saved frame)
-marks its frame; a short single-shot timer then writes the changed frames, and the curated list,
-into the project folder (:class:`~..core.project.Project`), atomically, on the main thread (one
-compressed TIFF per frame). Without a chosen folder, the first edit creates
-``~/napari-cosine-embed-projects/<labels name>-<date>``.
+**Autosave** (:mod:`._autosave`) writes every change of the labels layer into its project
+folder, made in ``~/napari-cosine-embed-projects`` on the first edit unless one was chosen.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as _dt
-import hashlib
 import re
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,8 +39,8 @@ from magicgui.widgets import (
 )
 
 from ..core import editing
-from ..core.errors import InputError, OutputExistsError
-from ..core.project import Project, is_project
+from ..core.errors import InputError
+from ._autosave import Autosave, default_project_dir, frame_of
 from ._jobs import _message, notify_error
 from ._session import session_for
 from .embed import SCRATCH_LAYERS, layer_choices, watch_layers
@@ -55,12 +48,12 @@ from .embed import SCRATCH_LAYERS, layer_choices, watch_layers
 if TYPE_CHECKING:
     import napari
 
+    from ..core.project import Project
+
 __all__ = ["CUT_LAYER", "PREVIEW_LAYER", "CorrectWidget", "default_project_dir", "parse_ids"]
 
 PREVIEW_LAYER = "click-to-add preview"
 CUT_LAYER = "cut line"
-PROJECTS_FOLDER = "napari-cosine-embed-projects"
-AUTOSAVE_MS = 300
 
 
 def parse_ids(text: str) -> list[int]:
@@ -69,22 +62,6 @@ def parse_ids(text: str) -> list[int]:
     if not all(tok.isdigit() for tok in tokens):
         raise InputError(f"label ids are whole numbers separated by commas, got {text!r}")
     return [int(tok) for tok in tokens]
-
-
-def default_project_dir(labels_name: str, *, root: Path | None = None) -> Path:
-    """A new folder ``<root>/<labels name>-<date-time>`` (root: ~/napari-cosine-embed-projects)."""
-    root = Path.home() / PROJECTS_FOLDER if root is None else Path(root)
-    safe = re.sub(r"[^\w.-]+", "_", labels_name).strip("._") or "labels"
-    base = root / f"{safe}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    return path
-
-
-def _digest(frame: np.ndarray) -> str:
-    return hashlib.blake2b(np.ascontiguousarray(frame).tobytes(), digest_size=16).hexdigest()
 
 
 def _ranges(frames: list[int]) -> str:
@@ -159,6 +136,14 @@ class CorrectWidget(Container):
                 self._status,
             ]
         )
+        self._autosave = Autosave(
+            session,
+            self._project_label,
+            self._image,
+            self._current_t,
+            self._guarded,
+            parent=self.native,
+        )
         for text, action in buttons.items():
             b[text].changed.connect(self._guarded(action))
         self._relabel.changed.connect(self._guarded(self.relabel))
@@ -166,7 +151,7 @@ class CorrectWidget(Container):
         self._accept_button.changed.connect(self._guarded(self.accept))
         self._mark.changed.connect(self._guarded(lambda: self.mark_curated(True)))
         self._unmark.changed.connect(self._guarded(lambda: self.mark_curated(False)))
-        self._choose_dir.changed.connect(self._guarded(self._ask_project_dir))
+        self._choose_dir.changed.connect(self._guarded(self._autosave.ask_dir))
         self._load_button.changed.connect(self._guarded(self._ask_load))
         self._add_mode.changed.connect(self._mode_toggled)
         self._threshold.changed.connect(self._guarded(self._update_preview))
@@ -176,25 +161,12 @@ class CorrectWidget(Container):
         viewer.dims.events.current_step.connect(self._step_changed)
         watch_layers(viewer, self._layers_changed)
 
-        from qtpy.QtCore import QTimer
-
-        self._timer = QTimer(self.native)
-        self._timer.setSingleShot(True)
-        self._timer.setInterval(AUTOSAVE_MS)
-        self._timer.timeout.connect(self._guarded(self.flush_autosave))
-        self._project: Project | None = None
-        self._dirty: set[int] = set()
-        self._curated_dirty = False
-        self._digests: dict[int, str] = {}  # frame -> digest of what the project holds
         self._watched: Any = None
         self._picked: list[int] = []
         self._seed: tuple[Any, int, tuple[int, int]] | None = None
         self._preview_mask: np.ndarray | None = None
         self._enter_before: Any = None
-        self._data_ref: weakref.ref | None = None  # the watched layer's array, to see it replaced
-        self._project_dirs: dict[str, Path] = {}  # labels layer name -> its project folder
         self._show_curated()
-        self._show_project()
         self._labels_chosen(self._labels_box.value)
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -238,33 +210,13 @@ class CorrectWidget(Container):
         if layer is self._watched:
             return
         if self._watched is not None:
-            self._guarded(self.flush_autosave)()
-            for emitter, slot in self._watch_slots(self._watched):
-                emitter.disconnect(slot)
-        previous, self._watched, self._picked = self._watched, layer, []
-        self._dirty.clear()
-        self._data_ref = None
-        if previous is not None and layer is not None:
-            # Each labels layer keeps its own project: back to its folder (or a new one).
-            if self._session.project_dir is not None:
-                self._project_dirs[previous.name] = self._session.project_dir
-            self._session.project_dir = self._project_dirs.get(layer.name)
-            self._project, self._digests = None, {}
-            self._show_project()
+            self._watched.events.selected_label.disconnect(self._label_picked)
+        self._watched, self._picked = layer, []
+        self._autosave.watch(layer)
         if layer is not None:
-            if isinstance(layer.data, np.ndarray):
-                self._data_ref = weakref.ref(layer.data)
-            for emitter, slot in self._watch_slots(layer):
-                emitter.connect(slot)
+            layer.events.selected_label.connect(self._label_picked)
             self._check_shapes()
         self._show_curated()
-
-    def _watch_slots(self, layer: Any) -> list[tuple[Any, Callable]]:
-        return [
-            (layer.events.paint, self._on_paint),
-            (layer.events.set_data, self._on_set_data),
-            (layer.events.selected_label, self._label_picked),
-        ]
 
     def _label_picked(self, *_: Any) -> None:
         value = int(self._watched.selected_label)
@@ -294,9 +246,7 @@ class CorrectWidget(Container):
         t = int(np.round(layer.world_to_data(self._viewer.dims.point)[0]))
         return min(max(t, 0), layer.data.shape[0] - 1)
 
-    @staticmethod
-    def _frame(layer: Any, t: int) -> np.ndarray:
-        return layer.data if layer.ndim == 2 else layer.data[t]
+    _frame = staticmethod(frame_of)
 
     def _selected(self, at_least: int = 1) -> list[int]:
         ids = parse_ids(self._ids.value)
@@ -534,120 +484,27 @@ class CorrectWidget(Container):
         """Mark (or unmark) the frame in view as curated; a curated frame is kept in the project."""
         layer, t = self._target()
         if curated:
-            self._dirty.add(t)
+            self._autosave.dirty.add(t)
         self._session.set_curated(layer.name, t, curated)
 
     def _curated_changed(self, name: str) -> None:
         if self._watched is not None and name == self._watched.name:
-            self._curated_dirty = True
+            self._autosave.curated_changed()
             self._show_curated()
-            self._timer.start()
 
     def _show_curated(self) -> None:
         layer = self._watched
         frames = [] if layer is None else self._session.curated_frames(layer.name)
         self._curated.value = f"curated frames: {_ranges(frames)}"
 
-    # -- autosave --------------------------------------------------------------------------------
-    def _show_project(self) -> None:
-        path = self._session.project_dir
-        self._project_label.value = (
-            f"project: {path}" if path else "project: none yet (made on the first edit)"
-        )
-
-    def _on_paint(self, event: Any) -> None:
-        layer = self._watched
-        for atom in getattr(event, "value", None) or []:
-            key = getattr(atom, "slice_key", None)  # napari's brush, fill and polygon edits
-            first = key[0] if key is not None else np.asarray(atom[0][0])
-            if layer.ndim == 2:
-                self._dirty.add(0)
-            elif isinstance(first, slice) and first.stop is not None:
-                self._dirty.update(range(first.start or 0, first.stop))
-            elif isinstance(first, (int, np.integer)):
-                self._dirty.add(int(first))
-            elif isinstance(first, np.ndarray) and first.ndim == 1:
-                self._dirty.update(int(v) for v in np.unique(first))
-            else:
-                self._dirty.add(self._current_t(layer))
-        self._timer.start()
-
-    def _on_set_data(self, *_: Any) -> None:
-        layer = self._watched
-        if self._data_ref is None or self._data_ref() is not layer.data:
-            # New content (e.g. a re-run of Group): the project keeps the corrections it holds,
-            # and a frame is written again only when it is edited.
-            self._data_ref = weakref.ref(layer.data) if isinstance(layer.data, np.ndarray) else None
-            self._digests.clear()
-            return
-        # An undo or redo only refreshes the layer: re-check the frame in view if it was saved.
-        t = self._current_t(layer)
-        if t in self._digests:
-            self._dirty.add(t)
-            self._timer.start()
-
-    def _ensure_project(self, layer: Any) -> Project:
-        shape = tuple(layer.data.shape)
-        path = self._session.project_dir
-        if self._project is not None and path == self._project.path:
-            if self._project.manifest.shape != shape:
-                raise InputError(
-                    f"the project in {path} is for labels of shape "
-                    f"{self._project.manifest.shape}; choose another project folder"
-                )
-            return self._project
-        image = self._image.value
-        names = {"labels_name": layer.name}
-        if image is not None and tuple(image.data.shape) == shape:
-            from ..core.embedding_store import image_fingerprint
-
-            names.update(image_name=image.name, image_fingerprint=image_fingerprint(image.data))
-        path = default_project_dir(layer.name) if path is None else path
-        self._project = Project.open_or_create(path, shape=shape, **names)
-        self._session.project_dir = self._project.path
-        self._show_project()
-        return self._project
-
+    # -- project ---------------------------------------------------------------------------------
     def flush_autosave(self) -> Project | None:
         """Write the changed frames and the curated list now; returns the project (if any)."""
-        self._timer.stop()
-        layer = self._watched
-        if layer is None or not (self._dirty or self._curated_dirty):
-            return self._project
-        try:
-            project = self._ensure_project(layer)
-            for t in sorted(self._dirty):
-                frame = np.asarray(self._frame(layer, t))
-                digest = _digest(frame)
-                if self._digests.get(t) != digest:
-                    project.save_frame(t, frame)
-                    self._digests[t] = digest
-                self._dirty.discard(t)
-            if self._curated_dirty:
-                project.save_curated(self._session.curated_frames(layer.name))
-                self._curated_dirty = False
-        except (InputError, OutputExistsError, OSError) as exc:
-            self._project_label.value = f"autosave failed: {exc}"
-            raise
-        return project
+        return self._autosave.flush()
 
     def set_project_dir(self, path: str | Path) -> None:
         """Autosave into ``path`` from now on (an empty or new folder, or a project)."""
-        path = Path(path)
-        if path.exists() and not is_project(path) and (not path.is_dir() or any(path.iterdir())):
-            raise OutputExistsError(
-                f"{path} is not empty and is not a napari-cosine-embed project; "
-                "choose an empty folder or a project"
-            )
-        # Pending edits go to the previous folder if it takes them, else to the new one.
-        with contextlib.suppress(InputError, OutputExistsError, OSError):
-            self.flush_autosave()
-        self._session.project_dir, self._project = path, None
-        # what was saved elsewhere is written again into the new folder on the next save
-        self._dirty.update(self._digests)
-        self._curated_dirty = True
-        self._digests = {}
-        self._show_project()
+        self._autosave.set_dir(path)
 
     def load_project(self, path: str | Path) -> Any:
         """Restore a project's frames and curated frames; returns the labels layer they went to.
@@ -655,11 +512,8 @@ class CorrectWidget(Container):
         Into the chosen labels layer when its shape matches (one undoable step), else into a
         new labels layer named as in the project.
         """
-        with contextlib.suppress(InputError, OutputExistsError, OSError):
-            self.flush_autosave()  # best effort: a broken folder must not block loading
-        project = Project.open(path)
+        project, frames = self._autosave.load(path)
         shape = project.manifest.shape
-        frames = project.load_frames()
         layer = self._labels_box.value
         if layer is not None and tuple(layer.data.shape) == shape:
             self._target()  # an editable layer
@@ -675,28 +529,10 @@ class CorrectWidget(Container):
             layer = self._viewer.add_labels(data, name=project.manifest.labels_name or "labels")
             self._labels_box.reset_choices()
             self._labels_box.value = layer
-        self._project = project
-        self._session.project_dir = project.path
-        self._show_project()
-        self._dirty.clear()
-        self._digests = {t: _digest(np.asarray(self._frame(layer, t))) for t in frames}
-        for t in project.load_curated():
-            self._session.set_curated(layer.name, t, True)
-        self._curated_dirty = False
+        self._autosave.adopt(project, layer, frames)
         return layer
 
-    def _ask_project_dir(self) -> None:
-        from qtpy.QtWidgets import QFileDialog
-
-        start = str(self._session.project_dir or Path.home())
-        path = QFileDialog.getExistingDirectory(self.native, "Project folder", start)
-        if path:
-            self.set_project_dir(path)
-
     def _ask_load(self) -> None:
-        from qtpy.QtWidgets import QFileDialog
-
-        start = str(self._session.project_dir or Path.home() / PROJECTS_FOLDER)
-        path = QFileDialog.getExistingDirectory(self.native, "Load project", start)
+        path = self._autosave.ask_project()
         if path:
             self.load_project(path)
