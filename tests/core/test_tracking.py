@@ -174,6 +174,36 @@ def test_track_pairs_single_frame():
     assert result.lineage.tolist() == [[1, 0, 0, 0], [2, 0, 0, 0]]
 
 
+def test_track_pairs_cleans_each_frame_up_as_group_frame_does():
+    from napari_cosine_embed.core.pipeline import PipelineConfig, group_frame
+
+    yy, xx = np.indices((48, 64))
+    truth = np.zeros((1, 48, 64), np.int64)
+    truth[0][((yy - 24) ** 2 + (xx - 14) ** 2 < 81) | ((yy - 24) ** 2 + (xx - 29) ** 2 < 81)] = 1
+    truth[0][(yy - 24) ** 2 + (xx - 52) ** 2 < 64] = 2  # a second cluster for HDBSCAN
+    truth[0, 2:5, 2:5] = 3  # a speck below min_size
+    emb = np.moveaxis(embedding_from_labels(truth, dim=4, noise=0.05, seed=0), 1, 0)
+    config = PipelineConfig(
+        min_samples=4, min_cluster_size=20, coord_weight=0.5, min_size=12, split_depth=0.2
+    )
+    result, _ = _run(
+        track_pairs(
+            emb,
+            truth > 0,
+            min_samples=config.min_samples,
+            min_cluster_size=config.min_cluster_size,
+            coord_weight=config.coord_weight,
+            min_size=config.min_size,
+            fill_holes=config.fill_holes,
+            split_depth=config.split_depth,
+        )
+    )
+    single = group_frame(emb[0], (truth[0] > 0).astype(np.float32), config)
+    assert single.max() == 3  # the two joined discs are cut apart, the speck is dropped
+    pairs = np.unique(np.stack([single.ravel(), result.labels[0].ravel()]), axis=1)
+    assert pairs.shape[1] == 4  # the same partition: background and three objects
+
+
 def test_false_split_with_dividing_child_keeps_a_valid_lineage():
     """A small child that itself divides is not merged back: its daughters would start inside
     the merged track (a lineage the CTC format cannot express)."""

@@ -95,6 +95,15 @@ class Session:
             self._model_id = model_fingerprint(self._model)
         return self._model
 
+    def foreground_threshold(self) -> float:
+        """The threshold to group the current model's output at (its calibrated one, if any).
+
+        Does not load a model: before one is loaded, the bundled default's.
+        """
+        from ..core.training.calibrate import recommended_threshold
+
+        return recommended_threshold(self._model)
+
     @property
     def model_id(self) -> str:
         self.model()

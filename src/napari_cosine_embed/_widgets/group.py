@@ -188,7 +188,11 @@ class GroupWidget(Container):
             label="bandwidth", min=0.01, max=1.0, step=0.01, value=d.bandwidth
         )
         self._threshold = FloatSlider(
-            label="foreground threshold", min=0.0, max=1.0, step=0.01, value=d.threshold
+            label="foreground threshold",
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            value=self._session.foreground_threshold(),
         )
         self._threshold.tooltip = (
             "Pixels whose foreground probability is at least this are grouped. A fine-tuned "
@@ -321,10 +325,8 @@ class GroupWidget(Container):
             self._control_changed("frame")
 
     def _model_replaced(self) -> None:
-        from ..core.training.calibrate import recommended_threshold
-
         self._groupers.clear()
-        threshold = recommended_threshold(self._session.model())
+        threshold = self._session.foreground_threshold()
         if abs(float(self._threshold.value) - threshold) > 1e-6:
             self._threshold.value = threshold  # its change refreshes the preview
         else:

@@ -17,9 +17,10 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, SpinBox
 
 from ..core.errors import InputError
+from ..core.pipeline import PipelineConfig
 from ._jobs import JobControl
 from ._session import session_for
-from .embed import layer_choices
+from .embed import connect_while_alive, layer_choices
 
 if TYPE_CHECKING:
     import napari
@@ -95,20 +96,31 @@ class TrackWidget(Container):
         self._method = ComboBox(label="method", choices=[OVERLAP, PAIRS], value=OVERLAP)
         self._labels_choice = ComboBox(label="instances", choices=layer_choices(viewer, "Labels"))
         self._image = ComboBox(label="image", choices=layer_choices(viewer, "Image"))
-        self._min_samples = SpinBox(label="min samples", value=10, min=1, max=1000)
+        d = PipelineConfig()  # the defaults of `segment`
+        self._min_samples = SpinBox(label="min samples", value=d.min_samples, min=1, max=1000)
         self._min_cluster_size = SpinBox(
-            label="min cluster size", value=100, min=2, max=1_000_000, step=10
+            label="min cluster size", value=d.min_cluster_size, min=2, max=1_000_000, step=10
         )
-        self._coord_weight = FloatSpinBox(label="coord weight", value=2.0, min=0, max=100)
+        self._coord_weight = FloatSpinBox(
+            label="coord weight", value=d.coord_weight, min=0, max=100
+        )
         self._threshold = FloatSpinBox(
-            label="foreground threshold", value=0.5, min=0.0, max=1.0, step=0.05
+            label="foreground threshold",
+            value=self._session.foreground_threshold(),
+            min=0.0,
+            max=1.0,
+            step=0.01,
         )
-        self._min_track_length = SpinBox(label="min track length", value=2, min=1, max=10_000)
-        self._min_split_frames = SpinBox(label="min split frames", value=3, min=1, max=10_000)
+        self._min_track_length = SpinBox(
+            label="min track length", value=d.min_track_length, min=1, max=10_000
+        )
+        self._min_split_frames = SpinBox(
+            label="min split frames", value=d.min_split_frames, min=1, max=10_000
+        )
         self._min_child_ratio = FloatSpinBox(
-            label="min child ratio", value=0.3, min=0.0, max=1.0, step=0.05
+            label="min child ratio", value=d.min_child_ratio, min=0.0, max=1.0, step=0.05
         )
-        self._max_gap = SpinBox(label="max gap", value=1, min=0, max=100)
+        self._max_gap = SpinBox(label="max gap", value=d.max_gap, min=0, max=100)
         self._control = JobControl(self._session, "track", "Track")
         super().__init__(
             widgets=[
@@ -129,6 +141,10 @@ class TrackWidget(Container):
         self._control.on_click(self._run)
         self._method.changed.connect(self._show_method_options)
         self._show_method_options()
+        connect_while_alive(self, [(self._session.model_changed, self._model_replaced)])
+
+    def _model_replaced(self) -> None:
+        self._threshold.value = self._session.foreground_threshold()
 
     @property
     def control(self) -> JobControl:
@@ -195,11 +211,17 @@ class TrackWidget(Container):
                 f"{len(missing)} frame(s) of '{layer.name}' have no embedding for the current "
                 "model; embed the whole movie first (Embed widget)"
             )
+        d = PipelineConfig()
         options = {
             "min_samples": int(self._min_samples.value),
             # the clusters span two frames, so they hold about twice an instance's pixels
             "min_cluster_size": 2 * int(self._min_cluster_size.value),
             "coord_weight": float(self._coord_weight.value),
+            # each frame is cleaned up as the Group widget and `segment` do
+            "object_size": d.object_size,
+            "min_size": d.min_size,
+            "fill_holes": d.fill_holes,
+            "split_depth": d.split_depth,
             **self._cleanup_options(),
         }
         return _pairs(store, options, float(self._threshold.value)), layer

@@ -344,6 +344,9 @@ def run_pipeline(
             coord_weight=config.coord_weight,
             object_size=config.object_size,
             cluster_selection_epsilon=config.cluster_selection_epsilon,
+            min_size=config.min_size,
+            fill_holes=config.fill_holes,
+            split_depth=config.split_depth,
             **_cleanup(config),
         )
         while True:

@@ -32,7 +32,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from .errors import InputError
-from .grouping import HDBSCANGrouper, relabel_consecutive, split_components
+from .grouping import HDBSCANGrouper, postprocess, relabel_consecutive
 from .io.lineage import tracks_from_labels
 
 __all__ = ["TrackingResult", "link_labels", "track_pairs"]
@@ -359,45 +359,72 @@ def _pair_edges(
     min_child_overlap: float,
     min_child_size: int,
 ) -> dict[int, list[int]]:
-    """Links from ``seg`` (frame t) to ``seg_next`` (t + 1) given the pair clustering (2, Y, X)."""
-    n_next = int(seg_next.max(initial=0))
-    node_of = np.zeros(int(pair.max(initial=0)) + 1, np.int64)
-    node_of[pair[0]] = seg
-    pieces = split_components(pair[1])
-    n_pieces = int(pieces.max(initial=0))
+    """Links from ``seg`` (frame t) to ``seg_next`` (t + 1) given the pair clustering (2, Y, X).
+
+    Every instance of either frame belongs to the cluster that holds at least
+    ``min_child_overlap`` of it. A cluster holding one instance of frame t and one or two of
+    frame t + 1 links them (two: a division). A cluster that holds several instances of frame
+    t (neighbours the clustering merged, which the clean-up cut apart) links nothing itself:
+    those, and every instance left unlinked, go to the overlap linking of :func:`_link_pair`.
+    """
+    n_clusters = int(pair.max(initial=0))
+    n_seg, n_next = int(seg.max(initial=0)), int(seg_next.max(initial=0))
     edges: dict[int, list[int]] = {}
-    if n_pieces and n_next:
-        cluster_of = np.zeros(n_pieces + 1, np.int64)
-        cluster_of[pieces] = pair[1]
-        inter = _overlaps(pieces, seg_next, n_pieces, n_next)
-        size = inter.sum(1)
-        inter[:, 0] = 0
-        best = inter.argmax(1)
-        ok = (inter[np.arange(len(best)), best] >= min_child_overlap * size) & (
-            size >= min_child_size
-        )
-        claimed: dict[int, tuple[int, int]] = {}  # node of t + 1 -> (overlap, node of t)
-        for p in np.flatnonzero(ok[1:]) + 1:
-            i, j = int(node_of[cluster_of[p]]), int(best[p])
-            if i and inter[p, j] > claimed.get(j, (-1, 0))[0]:
-                claimed[j] = (int(inter[p, j]), i)
-        for j, (_, i) in claimed.items():
-            edges.setdefault(i, []).append(j)
+    if n_clusters and n_seg and n_next:
+
+        def owner(frame: np.ndarray, labels: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+            inter = _overlaps(labels, frame, n, n_clusters)  # instances x clusters
+            size = inter.sum(1)
+            inter[:, 0] = 0
+            best = inter.argmax(1)
+            held = inter[np.arange(n + 1), best]
+            ok = (held >= min_child_overlap * size) & (size >= min_child_size)
+            ok[0] = False
+            return np.where(ok, best, 0), held
+
+        cluster_of, _ = owner(pair[0], seg, n_seg)
+        cluster_next, held_next = owner(pair[1], seg_next, n_next)
+        mothers = np.bincount(cluster_of, minlength=n_clusters + 1)
+        mother = np.zeros(n_clusters + 1, np.int64)
+        single = np.flatnonzero((cluster_of > 0) & (mothers[cluster_of] == 1))
+        mother[cluster_of[single]] = single
+        for j in np.flatnonzero(cluster_next):
+            i = int(mother[cluster_next[j]])
+            if i:
+                edges.setdefault(i, []).append(int(j))
         for i, js in edges.items():
-            edges[i] = sorted(js, key=lambda j: -inter[:, j].max())[:2]
-    free_a = np.ones(int(seg.max(initial=0)) + 1, bool)
+            edges[i] = sorted(js, key=lambda j: -held_next[j])[:2]
+    free_a = np.ones(n_seg + 1, bool)
     free_b = np.ones(n_next + 1, bool)
     free_a[list(edges)] = False
     free_b[[j for js in edges.values() for j in js]] = False
-    fallback = _link_pair(
-        seg,
-        seg_next,
-        min_iou=min_iou,
-        min_child_overlap=min_child_overlap,
-        free_a=free_a,
-        free_b=free_b,
-    )
-    return {**edges, **fallback}
+    links = {
+        **edges,
+        **_link_pair(
+            seg,
+            seg_next,
+            min_iou=min_iou,
+            min_child_overlap=min_child_overlap,
+            free_a=free_a,
+            free_b=free_b,
+        ),
+    }
+    # A daughter whose embedding left her mother's cluster: an unlinked instance lying mostly
+    # inside a mother that has one child so far is that child's sister.
+    if n_seg and n_next:
+        inter = _overlaps(seg, seg_next, n_seg, n_next)
+        area_next = inter.sum(0)
+        taken = np.zeros(n_next + 1, bool)
+        taken[[j for js in links.values() for j in js]] = True
+        for i, js in links.items():
+            if len(js) == 1:
+                inside = (inter[i] >= min_child_overlap * area_next) & ~taken
+                inside[0] = False
+                if inside.any():
+                    j = int(np.argmax(np.where(inside, inter[i], -1)))
+                    js.append(j)
+                    taken[j] = True
+    return links
 
 
 def track_pairs(
@@ -418,10 +445,16 @@ def track_pairs(
     min_child_ratio: float = 0.0,
     max_gap: int = 0,
     max_gap_distance: float = 20.0,
+    min_size: int = 0,
+    fill_holes: bool = False,
+    split_depth: float = 0.0,
 ) -> Generator[tuple[int, int], None, TrackingResult]:
     """Segment and track a movie by clustering pairs of consecutive frames (Payer et al.).
 
-    Streams the movie: two frames of embeddings are in memory at a time.
+    Streams the movie: two frames of embeddings are in memory at a time. Each frame's
+    instances are its part of the pair clustering (noise given to the nearest cluster), cleaned
+    up as :func:`~.grouping.postprocess` does for single frames (``min_size``, ``fill_holes``,
+    ``split_depth``), so both trackings segment alike.
 
     Parameters
     ----------
@@ -439,6 +472,8 @@ max_points
         ``t + 1`` that must lie in one instance of the next pair to join it.
     min_child_size : int
         Pieces of a cluster in frame ``t + 1`` smaller than this (pixels) are ignored.
+    min_size, fill_holes, split_depth
+        Clean-up of each frame's instances, as in :func:`~.grouping.postprocess`.
     {cleanup}
 
     Yields
@@ -464,11 +499,16 @@ max_points
             object_size=object_size,
             max_points=max_points,
         )
-        return np.asarray(grouper.labels(min_cluster_size, cluster_selection_epsilon))
+        return np.asarray(
+            grouper.labels(min_cluster_size, cluster_selection_epsilon, assign_noise=True)
+        )
+
+    def clean(labels: np.ndarray) -> np.ndarray:
+        return postprocess(labels, min_size=min_size, fill=fill_holes, split_depth=split_depth)
 
     total = max(n - 1, 1)
     if n == 1:
-        seg = relabel_consecutive(cluster(np.asarray(embeddings[0]), np.asarray(foregrounds[0])))
+        seg = clean(cluster(np.asarray(embeddings[0]), np.asarray(foregrounds[0]) > 0))
         yield 1, total
         frames, edges = [seg], []
     else:
@@ -483,13 +523,13 @@ max_points
         for t in range(n - 1):
             emb_next, fg_next = np.asarray(embeddings[t + 1]), np.asarray(foregrounds[t + 1]) > 0
             pairs.append(cluster(np.stack([emb, emb_next], axis=1), np.stack([fg, fg_next])))
-            frames.append(relabel_consecutive(pairs[-1][0]))
+            frames.append(clean(pairs[-1][0]))
             emb, fg = emb_next, fg_next
             if t > 0:
                 edges.append(link(pairs[-2], frames[-2], frames[-1]))
                 pairs[-2] = None  # only the last pair's labels are still needed
             yield t + 1, total
-        frames.append(split_components(pairs[-1][1]))
+        frames.append(clean(pairs[-1][1]))
         edges.append(link(pairs[-1], frames[-2], frames[-1]))
     return _finish(
         frames,
