@@ -245,3 +245,12 @@ def test_default_cut_equals_what_segment_gives(frames):
     )
     assert ours.max() > 3
     np.testing.assert_array_equal(ours, theirs)
+
+
+def test_widget_docked_after_a_model_change_starts_at_its_threshold(make_napari_viewer):
+    viewer = make_napari_viewer()
+    tuned = load_model("default", device="cpu")
+    tuned.record["foreground_calibration"] = {"threshold": 0.4}
+    session_for(viewer).set_model(tuned)
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Group")
+    assert widget.params().threshold == pytest.approx(0.4)

@@ -141,3 +141,24 @@ def test_wrong_shape_is_refused_with_a_notification(make_napari_viewer, qtbot):
     messages = [str(n.message) for n in notification_manager.records[before:]]
     assert any("(T, Y, X)" in m for m in messages), messages
     assert [x.name for x in viewer.layers] == ["one frame"]
+
+
+def test_pair_options_start_from_the_segment_defaults_and_follow_the_model(make_napari_viewer):
+    from napari_cosine_embed.core.checkpoint import load_model
+    from napari_cosine_embed.core.pipeline import PipelineConfig
+
+    viewer = make_napari_viewer()
+    session = session_for(viewer)
+    tuned = load_model("default", device="cpu")
+    tuned.record["foreground_calibration"] = {"threshold": 0.4}
+    session.set_model(tuned)  # before the widget is docked
+    widget = _dock(viewer, keep_all=False)
+    d = PipelineConfig()
+    assert widget._min_samples.value == d.min_samples
+    assert widget._min_cluster_size.value == d.min_cluster_size
+    assert widget._coord_weight.value == d.coord_weight
+    assert widget._min_track_length.value == d.min_track_length
+    assert widget._max_gap.value == d.max_gap
+    assert widget._threshold.value == pytest.approx(0.4)
+    session.set_model("default")
+    assert widget._threshold.value == pytest.approx(d.for_model(None).foreground_threshold)
