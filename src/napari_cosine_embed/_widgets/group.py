@@ -11,15 +11,14 @@ not shown. Mean shift always runs in the worker (each bandwidth costs tens of mi
 
 "Apply to all frames" groups every frame with the current parameters into a labels layer called
 ``instances``; "Auto-tune" grid-searches the parameters on the frames of a labels layer marked as
-curated and sets the best ones into the controls.
+curated and sets the best ones into the controls. What needs no GUI (the parameters, grouping a
+frame, the workers' generators, the tuning inputs) is in :mod:`._grouping`.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Generator
-from dataclasses import asdict, dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +35,19 @@ from magicgui.widgets import (
 )
 
 from ..core.errors import InputError
-from ..core.pipeline import DEFAULT_FOREGROUND_THRESHOLD, PipelineConfig
+from ._grouping import TUNE_SPACES as TUNE_SPACES
+from ._grouping import (
+    GroupParams,
+    _group_job,
+    _preview_job,
+    _tune_job,
+    cut,
+    tune_inputs,
+    tune_steps,
+    tuned_fields,
+)
+from ._grouping import build_grouper as build_grouper
+from ._grouping import group_frame as group_frame
 from ._jobs import JobControl
 from ._session import session_for
 from .embed import (
@@ -58,93 +69,6 @@ PREVIEW_LAYER = "preview"
 INSTANCES_LAYER = "instances"
 DEBOUNCE_MS = 50
 _CACHED_GROUPERS = 8
-#: Controls whose change needs a new grouper (a new tree for HDBSCAN).
-_REBUILD = ("image", "method", "min_samples", "coord_weight", "threshold")
-
-
-_PIPELINE = PipelineConfig()  # the widget starts from the command line's defaults
-
-
-@dataclass(frozen=True)
-class GroupParams:
-    """Everything that decides the instances of one frame (defaults: those of ``segment``)."""
-
-    method: str = _PIPELINE.grouping
-    min_samples: int = _PIPELINE.min_samples
-    coord_weight: float = _PIPELINE.coord_weight
-    threshold: float = DEFAULT_FOREGROUND_THRESHOLD  # or the model's calibrated threshold
-    min_cluster_size: int = _PIPELINE.min_cluster_size
-    epsilon: float = _PIPELINE.cluster_selection_epsilon
-    selection: str = "eom"
-    bandwidth: float = _PIPELINE.bandwidth
-    min_size: int = _PIPELINE.min_size
-    split: bool = True
-    split_depth: float = _PIPELINE.split_depth
-
-    def build_key(self) -> tuple:
-        """The parameters a grouper is built with (the rest only cut or clean up)."""
-        if self.method == "hdbscan":
-            return ("hdbscan", self.min_samples, self.coord_weight, self.threshold)
-        return ("meanshift", self.coord_weight, self.threshold)
-
-
-def build_grouper(embedding: np.ndarray, foreground: np.ndarray | None, params: GroupParams):
-    """The (expensive) grouper of one frame: an HDBSCAN tree or a mean-shift support."""
-    from ..core.grouping import HDBSCANGrouper, MeanShiftGrouper
-
-    mask = None if foreground is None else foreground >= params.threshold
-    if params.method == "hdbscan":
-        return HDBSCANGrouper(
-            embedding,
-            foreground=mask,
-            min_samples=params.min_samples,
-            coord_weight=params.coord_weight,
-        )
-    return MeanShiftGrouper(embedding, foreground=mask, coord_weight=params.coord_weight)
-
-
-def cut(grouper: Any, params: GroupParams) -> np.ndarray:
-    """Instances (Y, X) int32 from a built grouper: the cheap part, then the clean-up."""
-    from ..core.grouping import postprocess
-
-    if params.method == "hdbscan":
-        raw = grouper.labels(
-            params.min_cluster_size, params.epsilon, params.selection, assign_noise=True
-        )
-    else:
-        raw = grouper.labels(params.bandwidth)
-    return postprocess(
-        raw, min_size=params.min_size, split=params.split, split_depth=params.split_depth
-    )
-
-
-def group_frame(
-    embedding: np.ndarray, foreground: np.ndarray | None, params: GroupParams
-) -> np.ndarray:
-    """Instances of one frame, ``(Y, X)`` int32, 0 background, objects 1..K."""
-    return cut(build_grouper(embedding, foreground, params), params)
-
-
-#: Values auto-tune tries besides the current ones (constructor parameters form the outer loop).
-TUNE_SPACES = {
-    "hdbscan": {
-        "min_samples": [5, 10, 20],
-        "coord_weight": [0.5, 1.0, 2.0],
-        "min_cluster_size": [20, 50, 100, 200],
-        "cluster_selection_epsilon": [0.0, 0.05],
-        "method": ["eom", "leaf"],
-    },
-    "meanshift": {"coord_weight": [0.0, 1.0], "bandwidth": [0.03, 0.05, 0.1, 0.15, 0.2, 0.3]},
-}
-#: Tune parameter name -> GroupParams field.
-_TUNED = {
-    "min_samples": "min_samples",
-    "coord_weight": "coord_weight",
-    "min_cluster_size": "min_cluster_size",
-    "cluster_selection_epsilon": "epsilon",
-    "method": "selection",
-    "bandwidth": "bandwidth",
-}
 
 
 class GroupWidget(Container):
@@ -228,15 +152,8 @@ class GroupWidget(Container):
             "split_depth": self._split_depth,
             "live": self._live,
         }
-        super().__init__(
-            widgets=[
-                *self._controls.values(),
-                self._status,
-                self._apply,
-                self._curated,
-                self._tune,
-            ]
-        )
+        below = [self._status, self._apply, self._curated, self._tune]
+        super().__init__(widgets=[*self._controls.values(), *below])
         self.preview_latencies: dict[str, list[float]] = {}
         self.builds = 0
         self.preview_frame: int | None = None
@@ -274,19 +191,7 @@ class GroupWidget(Container):
     # -- parameters ---------------------------------------------------------------------------
     def params(self) -> GroupParams:
         """The parameters the controls show now."""
-        return GroupParams(
-            method=self._method.value,
-            min_samples=int(self._min_samples.value),
-            coord_weight=round(float(self._coord_weight.value), 3),
-            threshold=round(float(self._threshold.value), 3),
-            min_cluster_size=int(self._min_cluster_size.value),
-            epsilon=round(float(self._epsilon.value), 4),
-            selection=self._selection.value,
-            bandwidth=round(float(self._bandwidth.value), 4),
-            min_size=int(self._min_size.value),
-            split=bool(self._split.value),
-            split_depth=round(float(self._split_depth.value), 3),
-        )
+        return GroupParams.from_values({n: w.value for n, w in self._controls.items()})
 
     def set_params(self, **values: Any) -> None:
         """Set controls by :class:`GroupParams` field name (one debounced preview follows)."""
@@ -486,52 +391,11 @@ class GroupWidget(Container):
     # -- auto-tune -------------------------------------------------------------------------------
     def auto_tune(self) -> None:
         """Search parameters on the curated frames of the chosen labels layer (the button's)."""
-        from ..core.grouping import iter_tune
-
         layer, labels = self._image.value, self._curated.value
         check_image_layer(layer)
-        if labels is None:
-            raise InputError("choose the labels layer whose curated frames to tune on")
-        if tuple(labels.data.shape) != tuple(layer.data.shape):
-            raise InputError(
-                f"'{labels.name}' has shape {tuple(labels.data.shape)}, the image "
-                f"{tuple(layer.data.shape)}: choose the labels of this image"
-            )
-        curated = self._session.curated_frames(labels.name)
-        if not curated:
-            raise InputError(
-                f"no curated frames in '{labels.name}': correct a frame and mark it as curated "
-                "(Correct widget) first"
-            )
-        frames = [t for t in curated if self._session.frame(layer, t) is not None]
-        if not frames:
-            raise InputError(
-                f"the curated frames {curated} have no embeddings yet: compute them first"
-            )
-        params = self.params()
-        embeddings, foregrounds, truths = [], [], []
-        for t in frames:
-            emb, fg = self._session.frame(layer, t)
-            embeddings.append(emb)
-            foregrounds.append(None if fg is None else fg >= params.threshold)
-            truths.append(np.array(labels.data if labels.data.ndim == 2 else labels.data[t]))
-        space = _tune_space(params)
-        steps = iter_tune(
-            embeddings,
-            truths,
-            grouper=params.method,
-            space=space,
-            foregrounds=foregrounds,
-            postprocess={
-                "min_size": params.min_size,
-                "split": params.split,
-                "split_depth": params.split_depth,
-            },
-        )
+        steps, total = tune_steps(*tune_inputs(self._session, layer, labels), self.params())
         self._tune.start(
-            _tune_job(steps, int(np.prod([len(v) for v in space.values()]))),
-            on_yield=self._tune_progress,
-            on_return=self._tune_done,
+            _tune_job(steps, total), on_yield=self._tune_progress, on_return=self._tune_done
         )
 
     def _tune_progress(self, result: Any) -> None:
@@ -543,44 +407,7 @@ class GroupWidget(Container):
         if result is None or not result.best_params:
             self._tune.set_status("no trial could be scored")
             return
-        values = {_TUNED[k]: v for k, v in result.best_params.items() if k in _TUNED}
+        values = tuned_fields(result.best_params)
         self.set_params(**values)
         shown = ", ".join(f"{k} {v}" for k, v in values.items())
         self._tune.set_status(f"best {result.metric} {result.best_score:.3f}: {shown}")
-
-
-def _tune_space(params: GroupParams) -> dict[str, list]:
-    """The grid of :data:`TUNE_SPACES`, with the current values added (so tuning never loses)."""
-    current = asdict(params)
-    space = {}
-    for name, values in TUNE_SPACES[params.method].items():
-        now = current[_TUNED[name]]
-        space[name] = values if now in values else sorted([*values, now])
-    return space
-
-
-def _preview_job(store: Any, t: int, params: GroupParams, grouper: Any):
-    """Worker: build the grouper of frame ``t`` if none is given, then cut it.
-
-    Returns ``(grouper, labels, seconds)``.
-    """
-    tic = time.perf_counter()
-    if grouper is None:
-        grouper = build_grouper(*store.get(t), params)
-    return grouper, cut(grouper, params), time.perf_counter() - tic
-
-
-def _group_job(store: Any, params: GroupParams) -> Generator[tuple[int, int, Any], None, None]:
-    """Worker: group every frame of ``store``, yielding ``(t, labels)`` one frame at a time."""
-    for t in range(store.n_frames):
-        labels = group_frame(*store.get(t), params)
-        yield t + 1, store.n_frames, (t, labels.astype(np.int32, copy=False))
-
-
-def _tune_job(steps, total: int):
-    """Worker: run the grid search, yielding each snapshot; returns the last one."""
-    last = None
-    for result in steps:
-        last = result
-        yield len(result.trials), total, result
-    return last
