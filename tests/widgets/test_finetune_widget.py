@@ -89,7 +89,8 @@ def test_use_new_model_re_embeds_with_it(make_napari_viewer, qtbot, tmp_path, mo
     assert store.model_id == session.model_id
 
 
-def test_cancel_keeps_the_model_of_the_steps_done(make_napari_viewer, qtbot, tmp_path, movie):
+def _cancel_after_a_step(make_napari_viewer, qtbot, tmp_path, movie):
+    """Start a long fine-tune and cancel it after its first step; returns (widget, worker)."""
     _, _, widget = _setup(make_napari_viewer, tmp_path, movie, curated=(2,))
     widget._steps.value = 1000
     widget.control.button.native.click()
@@ -97,6 +98,11 @@ def test_cancel_keeps_the_model_of_the_steps_done(make_napari_viewer, qtbot, tmp
     qtbot.waitUntil(lambda: len(widget.plot.loss) >= 1, timeout=60_000)
     with qtbot.waitSignal(worker.finished, timeout=60_000):
         widget.control.button.native.click()  # Cancel
+    return widget, worker
+
+
+def test_cancel_keeps_the_model_of_the_steps_done(make_napari_viewer, qtbot, tmp_path, movie):
+    widget, worker = _cancel_after_a_step(make_napari_viewer, qtbot, tmp_path, movie)
     # the steps stop; the threshold is still calibrated, as a job of its own
     calibrating = widget.control.worker
     assert calibrating is not None
@@ -114,13 +120,7 @@ def test_cancel_keeps_the_model_of_the_steps_done(make_napari_viewer, qtbot, tmp
 
 
 def test_second_cancel_skips_the_calibration(make_napari_viewer, qtbot, tmp_path, movie):
-    _, _, widget = _setup(make_napari_viewer, tmp_path, movie, curated=(2,))
-    widget._steps.value = 1000
-    widget.control.button.native.click()
-    worker = widget.control.worker
-    qtbot.waitUntil(lambda: len(widget.plot.loss) >= 1, timeout=60_000)
-    with qtbot.waitSignal(worker.finished, timeout=60_000):
-        widget.control.button.native.click()  # Cancel the steps
+    widget, _ = _cancel_after_a_step(make_napari_viewer, qtbot, tmp_path, movie)
     calibrating = widget.control.worker
     with qtbot.waitSignal(calibrating.finished, timeout=60_000):
         widget.control.button.native.click()  # and the calibration
