@@ -94,10 +94,7 @@ def main() -> None:
     for name, kwargs in package.items():
         seconds, labels = timed(
             lambda kw=kwargs: hdbscan.HDBSCAN(
-                min_samples=MIN_SAMPLES,
-                min_cluster_size=MIN_CLUSTER_SIZE,
-                allow_single_cluster=True,  # as ours selects
-                **kw,
+                min_samples=MIN_SAMPLES, min_cluster_size=MIN_CLUSTER_SIZE, **kw
             ).fit_predict(points)
         )
         if reference is None:
@@ -192,7 +189,6 @@ def main() -> None:
             min_cluster_size=MIN_CLUSTER_SIZE,
             cluster_selection_epsilon=eps,
             cluster_selection_method=method,
-            allow_single_cluster=True,
         ).fit_predict(points)
         exact_varied = exact.labels(MIN_CLUSTER_SIZE, eps, method)[index]
         varied = bounded.labels(MIN_CLUSTER_SIZE, eps, method)[index]

@@ -58,7 +58,6 @@ def test_exact_route_agrees_with_hdbscan_package(
         min_cluster_size=min_cluster_size,
         cluster_selection_epsilon=epsilon,
         cluster_selection_method=method,
-        allow_single_cluster=True,
     ).fit_predict(points)
     assert grouper.stride == 1
     assert grouper.n_clustered == grouper.n_points == fg.sum()
@@ -281,7 +280,7 @@ def test_a_lone_object_is_one_cluster_not_noise(max_points):
     fg = labels > 0
     points, _ = embedding_points(embedding, fg, 4.0)
     package = hdbscan.HDBSCAN(min_samples=10, min_cluster_size=150).fit(points).labels_
-    assert package.max() == -1  # the package's default never selects the root
+    assert package.max() == -1  # what the fallback is for
     grouper = HDBSCANGrouper(
         embedding, foreground=fg, min_samples=10, coord_weight=4.0, max_points=max_points
     )
