@@ -468,10 +468,10 @@ max_points
         counts pixels of both frames.
     min_iou, min_child_overlap
         Overlap linking of instances the pair clustering leaves unlinked, as in
-        :func:`link_labels`; ``min_child_overlap`` is also the fraction of a piece of frame
-        ``t + 1`` that must lie in one instance of the next pair to join it.
+        :func:`link_labels`; ``min_child_overlap`` is also the fraction of an instance that
+        must lie in one cluster of the pair for that cluster to link it.
     min_child_size : int
-        Pieces of a cluster in frame ``t + 1`` smaller than this (pixels) are ignored.
+        Instances smaller than this (pixels) are linked by overlap only, not by the clusters.
     min_size, fill_holes, split_depth
         Clean-up of each frame's instances, as in :func:`~.grouping.postprocess`.
     {cleanup}
