@@ -51,8 +51,13 @@ from napari_cosine_embed.core.embedding_store import (
     model_fingerprint,
 )
 from napari_cosine_embed.core.grouping import postprocess
-from napari_cosine_embed.core.io.ctc import read_ctc_gt, read_ctc_sequence, write_ctc_result
-from napari_cosine_embed.core.metrics import ctc_scores
+from napari_cosine_embed.core.io.ctc import (
+    read_ctc_gt,
+    read_ctc_result,
+    read_ctc_sequence,
+    write_ctc_result,
+)
+from napari_cosine_embed.core.metrics import ctc_scores, division_scores
 from napari_cosine_embed.core.pipeline import PipelineConfig, run_pipeline
 from napari_cosine_embed.core.tracking import link_labels
 
@@ -172,11 +177,24 @@ def pick_frames(gt_dir: Path, n: int = 5) -> list[int]:
     return [candidates[i] for i in idx]
 
 
+MEASURES = ("SEG", "DET", "TRA", "BC(1)")
+
+
+def _scores(gt: Path, res: Path) -> dict:
+    return ctc_scores(gt, res, measures=MEASURES)
+
+
 def _row(label: str, scores: dict, seconds: dict, n: int) -> str:
-    fmt = " | ".join(
-        "-" if scores.get(k) is None else f"{scores[k]:.3f}" for k in ("SEG", "DET", "TRA")
-    )
+    fmt = " | ".join("-" if scores.get(k) is None else f"{scores[k]:.3f}" for k in MEASURES)
     return f"| {label} | {fmt} | {seconds['total'] / n:.2f} |"
+
+
+def _division_counts(gt: Path, res: Path) -> str:
+    """Divisions found, spurious and missed (BC(1)'s counts), as a Markdown comment."""
+    truth = read_ctc_gt(gt)
+    labels, lineage = read_ctc_result(res)
+    s = division_scores(truth.tra, truth.lineage, labels, lineage, tolerance=1)
+    return f"<!-- divisions within 1 frame: {s.tp} found, {s.fp} spurious, {s.fn} missed -->"
 
 
 def main() -> None:
@@ -202,8 +220,8 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
     shown = config.for_model(model).to_dict()  # the threshold filled in as the run will
     print(f"model {model.name} ({model_fingerprint(model)}); parameters: {shown}\n")
-    print("| sequence / method | SEG | DET | TRA | s/frame |")
-    print("|---|---:|---:|---:|---:|")
+    print("| sequence / method | SEG | DET | TRA | BC(1) | s/frame |")
+    print("|---|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for name in args.sequences:
@@ -218,15 +236,14 @@ def main() -> None:
                 _truncate_gt(gt_dir, gt, n)
             res = tmp / f"{name}-ours"
             seconds = run_ours(movie, model, config, args.cache, res)
-            print(
-                _row(f"{name} 02, ours ({model.name})", ctc_scores(gt, res), seconds, n), flush=True
-            )
+            print(_row(f"{name} 02, ours ({model.name})", _scores(gt, res), seconds, n), flush=True)
+            print(_division_counts(gt, res), flush=True)
             if not args.no_baseline:
                 for log, what in ((False, "Otsu"), (True, "Otsu on log intensities")):
                     base = tmp / f"{name}-base{'-log' if log else ''}"
                     seconds_b = run_baseline(movie, config, base, log=log)
                     print(
-                        _row(f"{name} 02, {what} + watershed", ctc_scores(gt, base), seconds_b, n),
+                        _row(f"{name} 02, {what} + watershed", _scores(gt, base), seconds_b, n),
                         flush=True,
                     )
             print(f"<!-- ours: {seconds} -->", flush=True)
@@ -249,11 +266,9 @@ def main() -> None:
             tuned_model = load_model(tuned)
             res_t = tmp / f"{name}-tuned-res"
             seconds_t = run_ours(movie, tuned_model, config, args.cache, res_t)
-            print(
-                _row(f"{name} 02, default model, other frames", ctc_scores(held, res), seconds, n)
-            )
+            print(_row(f"{name} 02, default model, other frames", _scores(held, res), seconds, n))
             print(_row(f"{name} 02, fine-tuned on frames {frames} ({t_ft:.0f} s), other frames",
-                       ctc_scores(held, res_t), seconds_t, n), flush=True)  # fmt: skip
+                       _scores(held, res_t), seconds_t, n), flush=True)  # fmt: skip
 
 
 def _truncate_gt(gt_dir: Path, out: Path, n: int) -> None:

@@ -65,6 +65,7 @@ def test_evaluate_ground_truth_against_itself_is_perfect(dataset, tmp_path, caps
     assert scores["SEG"] == pytest.approx(1.0)
     assert scores["DET"] == pytest.approx(1.0)
     assert scores["TRA"] == pytest.approx(1.0)
+    assert scores["BC(1)"] == pytest.approx(1.0)  # the sample movie divides
 
 
 def _broken_result(gt) -> tuple[np.ndarray, np.ndarray]:
@@ -93,9 +94,9 @@ def test_evaluate_known_errors_matches_py_ctcmetrics(dataset, tmp_path, capsys):
     res = write_ctc_result(tmp_path / "01_RES", labels, lineage)
     ours = _evaluate(capsys, dataset / "01_GT", res)
     ref = evaluate_sequence(
-        str(res), str(dataset / "01_GT"), metrics=["SEG", "DET", "TRA"], threads=1
+        str(res), str(dataset / "01_GT"), metrics=["SEG", "DET", "TRA", "BC"], threads=1
     )
-    for key in ("SEG", "DET", "TRA"):
+    for key in ("SEG", "DET", "TRA", "BC(1)"):
         assert ours[key] == pytest.approx(ref[key], abs=1e-6), key
     assert ours["DET"] < 1.0
     assert ours["SEG"] < 1.0

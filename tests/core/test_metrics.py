@@ -27,6 +27,7 @@ from napari_cosine_embed.core.metrics import (
     aogm_counts,
     ctc_scores,
     det_score,
+    division_scores,
     instance_scores,
     match_instances,
     seg_score,
@@ -147,6 +148,14 @@ def _erode(labels, iterations):
     return out
 
 
+def _first_division(lineage):
+    """(parent, first frame of its children) of the earliest division in a lineage."""
+    parents, counts = np.unique(lineage[lineage[:, 3] > 0, 3], return_counts=True)
+    rows = [r for r in lineage if r[3] in parents[counts > 1]]
+    row = min(rows, key=lambda r: r[1])
+    return int(row[3]), int(row[1])
+
+
 def perturb(kind, labels, lineage, t=None):
     """Return (labels, lineage) of a valid CTC result with one kind of error.
 
@@ -189,6 +198,19 @@ def perturb(kind, labels, lineage, t=None):
         for s in (0, t, len(labels) - 1):
             y, x = _free_square(labels[s], 5)
             labels[s, y : y + 5, x : x + 5] = labels.max() + 1
+    elif kind == "late_division":  # the first division is seen one frame late
+        parent, first = _first_division(lineage)
+        kids = lineage[lineage[:, 3] == parent, 0]
+        labels[first][labels[first] == kids[0]] = parent
+        labels[first][np.isin(labels[first], kids[1:])] = 0
+    elif kind == "false_division":  # steady track a splits in two at t, for good
+        n1, n2 = labels.max() + 1, labels.max() + 2
+        for s in range(t, len(labels)):
+            ys, xs = np.nonzero(labels[s] == a)
+            right = xs > xs.mean()
+            labels[s][ys[right], xs[right]] = n2
+            labels[s][ys[~right], xs[~right]] = n1
+        lineage = np.vstack([lineage, [n1, t, len(labels) - 1, a], [n2, t, len(labels) - 1, a]])
     elif kind == "combined":  # one of most kinds, spread over frames 1 to 4
         labels, lineage = perturb("unlink_division", labels, lineage)
         for s, k in enumerate(("merge", "split", "swap", "drop_in_frame"), start=1):
@@ -388,8 +410,10 @@ def test_missing_measures_are_none(movie, tmp_path):
         tifffile.imwrite(res / f"mask{t:03d}.tif", frame)
     assert ctc_scores(gt, res) == {"SEG": None, "DET": 1.0, "TRA": None}
     assert ctc_scores(gt, res, measures=["DET"]) == {"DET": 1.0}
-    with pytest.raises(InputError, match="unknown measures"):
-        ctc_scores(gt, res, measures=["HOTA"])
+    for bad in ("HOTA", "BC(x)", "BC(-1)", "BC"):
+        with pytest.raises(InputError, match="unknown measure"):
+            ctc_scores(gt, res, measures=[bad])
+    assert ctc_scores(gt, res, measures=["BC(1)"]) == {"BC(1)": None}  # no res_track.txt
 
 
 # ---------------------------------------------------------------- CTC, real data
@@ -432,6 +456,100 @@ def test_real_clip_agrees_with_py_ctcmetrics(real_gt, tmp_path):
 @pytest.mark.parametrize("kind", [k for k in KINDS if k != "combined"])
 def test_real_clip_each_error_agrees(real_gt, kind, tmp_path):
     _real_case(real_gt, kind, tmp_path)
+
+
+# ---------------------------------------------------------------- divisions, BC(i)
+
+DIVISION_KINDS = (
+    "identity",
+    "unlink_division",
+    "daughter_keeps_parent_label",
+    "late_division",
+    "false_division",
+    "drop_in_frame",
+    "swap",
+    "combined",
+)
+
+# (tp, fp, fn) at tolerance 0 and 1 for the synthetic movie (one division, 3 -> 4 + 5).
+EXPECTED_DIVISIONS = {
+    "identity": ((1, 0, 0), (1, 0, 0)),
+    "unlink_division": ((0, 0, 1), (0, 0, 1)),  # one child left: no division
+    "daughter_keeps_parent_label": ((0, 0, 1), (0, 0, 1)),
+    "late_division": ((0, 1, 1), (1, 0, 0)),  # found within 1 frame only
+    "false_division": ((1, 1, 0), (1, 1, 0)),
+}
+
+
+def _reference_divisions(gt_dir: Path, res_dir: Path, tolerance: int) -> tuple[int, int, int]:
+    evaluate = pytest.importorskip("ctc_metrics.scripts.evaluate")
+    with contextlib.redirect_stdout(io.StringIO()):
+        out = evaluate.evaluate_sequence(str(res_dir), str(gt_dir), ["BC"], threads=1)
+    return tuple(int(out[f"{k}_div({tolerance})"]) for k in ("tp", "fp", "fn"))
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED_DIVISIONS))
+def test_division_counts_by_hand(kind, movie):
+    masks, markers, lineage = movie
+    labels, res_lineage = perturb(kind, masks, lineage)
+    for tolerance, expected in enumerate(EXPECTED_DIVISIONS[kind]):
+        s = division_scores(markers, lineage, labels, res_lineage, tolerance=tolerance)
+        assert (s.tp, s.fp, s.fn) == expected, tolerance
+    s = division_scores(markers, lineage, labels, res_lineage, tolerance=1)
+    if kind == "false_division":
+        assert (s.precision, s.recall, s.bc) == pytest.approx((0.5, 1.0, 2 / 3))
+    elif kind == "unlink_division":
+        assert np.isnan(s.precision)
+        assert s.recall == s.bc == 0.0
+
+
+@pytest.mark.parametrize("kind", DIVISION_KINDS)
+def test_divisions_agree_with_py_ctcmetrics(kind, movie, synthetic_gt, tmp_path):
+    labels, lineage = perturb(kind, movie[0], movie[2])
+    res = write_ctc_result(tmp_path / "01_RES", labels, lineage)
+    gt = read_ctc_gt(synthetic_gt)
+    for tolerance in (0, 1, 2):
+        s = division_scores(gt.tra, gt.lineage, labels, lineage, tolerance=tolerance)
+        assert (s.tp, s.fp, s.fn) == _reference_divisions(synthetic_gt, res, tolerance)
+
+
+@pytest.mark.parametrize("kind", ["identity", "late_division", "false_division", "combined"])
+def test_real_clip_divisions_agree_with_py_ctcmetrics(real_gt, kind, tmp_path):
+    name, gt = real_gt
+    tra, lineage, seg = _clip(gt, *CLIPS[name])
+    gt_dir = write_ctc_gt(tmp_path / "02_GT", tra=tra, lineage=lineage, seg=seg)
+    labels, res_lineage = perturb(kind, np.stack([expand_labels(f, 2) for f in tra]), lineage)
+    res_dir = write_ctc_result(tmp_path / "02_RES", labels, res_lineage)
+    for tolerance in (0, 1):
+        s = division_scores(tra, lineage, labels, res_lineage, tolerance=tolerance)
+        assert (s.tp, s.fp, s.fn) == _reference_divisions(gt_dir, res_dir, tolerance)
+        if kind == "identity":
+            assert s.fp == s.fn == 0
+            assert s.tp >= 1
+            assert s.bc == 1.0
+
+
+def test_ctc_scores_reports_bc(movie, synthetic_gt, tmp_path):
+    labels, lineage = perturb("late_division", movie[0], movie[2])
+    res = write_ctc_result(tmp_path / "01_RES", labels, lineage)
+    scores = ctc_scores(synthetic_gt, res, measures=["BC(1)", "SEG", "BC(0)"])
+    assert list(scores) == ["BC(1)", "SEG", "BC(0)"]
+    assert scores["BC(1)"] == 1.0
+    assert scores["BC(0)"] == 0.0
+
+
+def test_division_scores_without_divisions(movie):
+    masks, markers, lineage = movie
+    flat = lineage.copy()
+    flat[:, 3] = 0
+    s = division_scores(markers, flat, masks, lineage)
+    assert (s.tp, s.fp, s.fn) == (0, 1, 0)
+    assert np.isnan(s.bc)
+    assert s.precision == 0.0
+    s = division_scores(markers, lineage, masks, flat)
+    assert (s.tp, s.fp, s.fn, s.bc) == (0, 0, 1, 0.0)
+    with pytest.raises(ValueError, match="tolerance"):
+        division_scores(markers, lineage, masks, lineage, tolerance=-1)
 
 
 # ---------------------------------------------------------------- instance scores

@@ -100,10 +100,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="score results against ground truth; prints JSON",
         description="With a CTC ground-truth folder (SEG/, TRA/) print SEG, DET and TRA as the "
-        "Cell Tracking Challenge defines them; with a folder of 2D label TIFFs, match results "
-        "by file stem and print AP and F1 at IoU 0.5 and mean AP over IoU 0.5:0.95.",
+        "Cell Tracking Challenge defines them, and BC(1), the F1 score of the divisions found; "
+        "with a folder of 2D label TIFFs, match results by file stem and print AP and F1 at IoU "
+        "0.5 and mean AP over IoU 0.5:0.95.",
     )
     p.add_argument("--gt", required=True, type=Path, help="ground-truth folder")
     p.add_argument("--res", required=True, type=Path, help="result folder")
-    p.add_argument("--measures", default="SEG,DET,TRA", help="CTC measures (default SEG,DET,TRA)")
+    p.add_argument(
+        "--measures",
+        default="SEG,DET,TRA,BC(1)",
+        help="CTC measures: SEG, DET, TRA and BC(i), division detection with a tolerance of i "
+        "frames (default SEG,DET,TRA,BC(1))",
+    )
     p.set_defaults(func=_cmd_evaluate)

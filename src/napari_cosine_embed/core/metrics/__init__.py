@@ -1,5 +1,6 @@
 """Accuracy measures: the Cell Tracking Challenge's SEG, DET and TRA, and instance-level
-detection scores (AP, F1 at IoU thresholds) for sets of 2D label images."""
+detection scores (AP, F1 at IoU thresholds) for sets of 2D label images, and division
+detection (BC(i))."""
 
 from .ctc import (
     AOGM_WEIGHTS,
@@ -9,15 +10,18 @@ from .ctc import (
     seg_score,
     tra_score,
 )
+from .divisions import DivisionScores, division_scores
 from .instances import IOU_THRESHOLDS, InstanceMatch, instance_scores, match_instances
 
 __all__ = [
     "AOGM_WEIGHTS",
     "IOU_THRESHOLDS",
+    "DivisionScores",
     "InstanceMatch",
     "aogm_counts",
     "ctc_scores",
     "det_score",
+    "division_scores",
     "instance_scores",
     "match_instances",
     "seg_score",

@@ -378,20 +378,22 @@ def ctc_scores(
         ``TRA/man_track.txt``), e.g. ``02_GT``.
     res_dir : path
         Result folder with ``maskNNN.tif`` and ``res_track.txt``, e.g. ``02_RES``.
-    measures : sequence of {"SEG", "DET", "TRA"}
-        What to compute.
+    measures : sequence of str
+        What to compute: any of "SEG", "DET", "TRA" and "BC(i)", the branching correctness
+        with a tolerance of i frames (:func:`~napari_cosine_embed.core.metrics.divisions.
+        division_scores`).
 
     Returns
     -------
     dict of str to float or None
-        One entry per requested measure. It is None where the data for it are missing: no
-        annotated SEG frame (SEG), no TRA markers (DET, TRA), or no lineage on either side
-        (TRA).
+        One entry per requested measure, in the order asked. It is None where the data for it
+        are missing: no annotated SEG frame (SEG), no TRA markers (DET, TRA, BC), no lineage on
+        either side (TRA, BC) or no division in the reference (BC).
     """
-    unknown = set(measures) - set(MEASURES)
-    if unknown:
-        raise InputError(f"unknown measures {sorted(unknown)}; choose from {MEASURES}")
+    measures = list(measures)
+    bc_tolerance = {m: _bc_tolerance(m) for m in measures if m not in MEASURES}
     from ..io.ctc import read_ctc_gt, read_ctc_result
+    from .divisions import division_scores
 
     gt = read_ctc_gt(gt_dir)
     if (Path(res_dir) / "res_track.txt").is_file():
@@ -410,7 +412,19 @@ def ctc_scores(
         scores["DET"] = _normalised(counts["AOGM_D"], counts["AOGM_D0"])
         if with_edges:
             scores["TRA"] = _normalised(counts["AOGM"], counts["AOGM_0"])
-    return {k: scores.get(k) for k in MEASURES if k in measures}
+    for name, tolerance in bc_tolerance.items():
+        if gt.tra is not None and gt.lineage is not None and lineage is not None:
+            bc = division_scores(gt.tra, gt.lineage, labels, lineage, tolerance=tolerance).bc
+            scores[name] = None if np.isnan(bc) else bc
+    return {k: scores.get(k) for k in measures}
+
+
+def _bc_tolerance(measure: str) -> int:
+    """The i of a "BC(i)" measure name; InputError for any other unknown name."""
+    inner = measure[3:-1] if measure.startswith("BC(") and measure.endswith(")") else ""
+    if not inner.isdigit():
+        raise InputError(f"unknown measure {measure!r}; choose from {MEASURES} or BC(i), i >= 0")
+    return int(inner)
 
 
 def _read_masks(folder: Path):
