@@ -15,6 +15,7 @@ import tifffile
 from napari_cosine_embed.cli import main
 from napari_cosine_embed.core.io.ctc import read_ctc_gt, read_ctc_result
 from napari_cosine_embed.core.metrics import ctc_scores
+from napari_cosine_embed.core.pipeline import PipelineConfig
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +135,10 @@ def test_track_command_recovers_the_lineage(dataset, tmp_path):
     argv = ["track", str(stack), "-o", str(out), "--min-track-length", "1", "--max-gap", "0"]
     assert main([*argv, "--min-split-frames", "1"]) == 0
     assert ctc_scores(dataset / "01_GT", out)["TRA"] == pytest.approx(1.0)
+    used = json.loads((out / "settings.json").read_text())["parameters"]
+    assert used["min_split_frames"] == 1
+    assert used["split_back"] == PipelineConfig.split_back  # the rest as segment uses them
+    assert used["min_child_ratio"] == PipelineConfig.min_child_ratio
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery differs on Windows")

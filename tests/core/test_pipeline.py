@@ -50,6 +50,10 @@ def test_config_refuses_bad_values():
         PipelineConfig(foreground_threshold=1.5)
     with pytest.raises(InputError, match="unknown settings"):
         PipelineConfig.from_dict({"min_sampels": 3})
+    with pytest.raises(InputError, match="split_back must"):
+        PipelineConfig(split_back=-1)
+    with pytest.raises(InputError, match="split_back_depth"):
+        PipelineConfig(split_back_depth=1.0)
     config = PipelineConfig(min_samples=4)
     assert PipelineConfig.from_dict(config.to_dict()) == config
 

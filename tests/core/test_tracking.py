@@ -222,3 +222,101 @@ def test_false_split_with_dividing_child_keeps_a_valid_lineage():
         [4, 6, 9, 3],
         [5, 6, 9, 3],
     ]
+
+
+# ---------------------------------------------------------------- late divisions, split back
+
+
+def _discs(shape, *discs):
+    """A label image of discs (label, centre y, centre x, radius); later ones paint over."""
+    yy, xx = np.indices(shape)
+    out = np.zeros(shape, np.int32)
+    for label, cy, cx, r in discs:
+        out[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = label
+    return out
+
+
+def _late_division_movie() -> np.ndarray:
+    """A round mother (frames 0-2) whose daughters touch in frames 3-4, segmented as one
+    instance with a neck there, and are apart from frame 5 on."""
+    shape = (40, 60)
+    frames = [_discs(shape, (1, 20, 30, 9)) for _ in range(3)]
+    frames += [_discs(shape, (1, 20, 23, 7), (1, 20, 37, 7))]  # touching at one pixel, one id
+    frames += [_discs(shape, (1, 20, 22, 7), (1, 20, 38, 7))]
+    frames[4][19:22, 29:32] = 1
+    frames += [_discs(shape, (1, 20, 20, 7), (2, 20, 40, 7)) for _ in range(3)]
+    return np.stack(frames)
+
+
+def test_split_back_moves_a_late_division_to_where_the_daughters_appear():
+    movie = _late_division_movie()
+    late = link_labels(movie, split_back=0)
+    check_lineage(late.labels, late.lineage)
+    assert sorted(late.lineage[:, 1:].tolist()) == [[0, 4, 0], [5, 7, 1], [5, 7, 1]]
+
+    early = link_labels(movie, split_back=4)
+    check_lineage(early.labels, early.lineage)
+    assert sorted(early.lineage[:, 1:].tolist()) == [[0, 2, 0], [3, 7, 1], [3, 7, 1]]
+    for t in (3, 4):  # each daughter of the merged instance is her own disc
+        left, right = early.labels[t, 20, 22], early.labels[t, 20, 38]
+        assert left != right
+        assert left == early.labels[7, 20, 20]
+        assert right == early.labels[7, 20, 40]
+        assert (early.labels[t] > 0).sum() == (movie[t] > 0).sum()  # no pixel gained or lost
+    assert len(np.unique(early.labels[2])) == 2  # the round mother is not cut
+    # at most split_back frames: one frame back only
+    one = link_labels(movie, split_back=1)
+    assert sorted(one.lineage[:, 1:].tolist()) == [[0, 3, 0], [4, 7, 1], [4, 7, 1]]
+
+
+def test_split_back_separates_two_nuclei_that_touched_for_a_while():
+    shape = (40, 70)
+    apart = [_discs(shape, (1, 20, 24 + t, 7), (2, 20, 46 - t, 7)) for t in range(4)]
+    touching = [_discs(shape, (1, 20, 28, 7), (1, 20, 42, 7)) for _ in range(2)]  # one id
+    after = [_discs(shape, (1, 20, 27 - t, 7), (2, 20, 43 + t, 7)) for t in range(4)]
+    movie = np.stack(apart + touching + after)
+    plain = link_labels(movie, split_back=0)
+    assert (plain.lineage[:, 3] > 0).sum() == 2  # read as a division
+    assert len(plain.lineage) == 4
+    fixed = link_labels(movie, split_back=4)
+    check_lineage(fixed.labels, fixed.lineage)
+    assert sorted(fixed.lineage[:, 1:].tolist()) == [[0, 9, 0], [0, 9, 0]]
+    assert fixed.labels[0, 20, 24] == fixed.labels[5, 20, 28] == fixed.labels[9, 20, 24]
+    assert fixed.labels[0, 20, 46] == fixed.labels[5, 20, 42] == fixed.labels[9, 20, 46]
+
+
+def test_split_back_keeps_a_round_nucleus_whole_and_checks_its_options():
+    movie = _late_division_movie()
+    deep = link_labels(movie, split_back=4, split_back_depth=0.9)  # no neck is that deep
+    assert sorted(deep.lineage[:, 1:].tolist()) == [[0, 4, 0], [5, 7, 1], [5, 7, 1]]
+    for bad in ({"split_back": -1}, {"split_back_depth": 1.0}):
+        with pytest.raises(InputError, match="split_back"):
+            link_labels(movie, **bad)
+
+
+def test_split_back_on_synthetic_daughters_merged_after_mitosis(movie):
+    """Daughters given one id in their first two frames: the division is seen two frames late
+    without split back, and at the right frame with it."""
+    from napari_cosine_embed.core.metrics import division_scores
+
+    labels = movie.labels.copy()
+    divisions = {}
+    for parent in np.unique(movie.lineage[movie.lineage[:, 3] > 0, 3]):
+        kids = movie.lineage[movie.lineage[:, 3] == parent]
+        if len(kids) == 2 and kids[0, 2] - kids[0, 1] >= 4 and kids[1, 2] - kids[1, 1] >= 4:
+            divisions[int(parent)] = kids
+            for t in (kids[0, 1], kids[0, 1] + 1):
+                labels[t][labels[t] == kids[1, 0]] = kids[0, 0]
+    assert len(divisions) >= 2
+    n_divisions = len(np.unique(movie.lineage[movie.lineage[:, 3] > 0, 3]))
+    shuffled = _shuffle_per_frame(labels)
+    late = link_labels(shuffled, split_back=0)
+    s = division_scores(movie.labels, movie.lineage, late.labels, late.lineage, tolerance=1)
+    assert s.tp <= n_divisions - len(divisions)  # 2 frames late: not found within 1
+    fixed = link_labels(shuffled, split_back=3)
+    check_lineage(fixed.labels, fixed.lineage)
+    s = division_scores(movie.labels, movie.lineage, fixed.labels, fixed.lineage, tolerance=1)
+    assert s.bc == 1.0  # every division found (one a frame early: its mother has a neck)
+    assert tra_score(movie.labels, movie.lineage, fixed.labels, fixed.lineage) > tra_score(
+        movie.labels, movie.lineage, late.labels, late.lineage
+    )

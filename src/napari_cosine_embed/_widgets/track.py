@@ -121,6 +121,14 @@ class TrackWidget(Container):
             label="min child ratio", value=d.min_child_ratio, min=0.0, max=1.0, step=0.05
         )
         self._max_gap = SpinBox(label="max gap", value=d.max_gap, min=0, max=100)
+        self._split_back = SpinBox(
+            label="split back (frames)",
+            value=d.split_back,
+            min=0,
+            max=100,
+            tooltip="cut a mother along her daughters up to this many frames before a division "
+            "that is seen late because the daughters touched; 0: never",
+        )
         self._control = JobControl(self._session, "track", "Track")
         super().__init__(
             widgets=[
@@ -135,6 +143,7 @@ class TrackWidget(Container):
                 self._min_split_frames,
                 self._min_child_ratio,
                 self._max_gap,
+                self._split_back,
                 self._control,
             ]
         )
@@ -156,6 +165,7 @@ class TrackWidget(Container):
     def _show_method_options(self, *_: Any) -> None:
         pairs = self._method.value == PAIRS
         self._labels_choice.visible = not pairs
+        self._split_back.visible = not pairs
         for widget in (
             self._image,
             self._min_samples,
@@ -193,7 +203,8 @@ class TrackWidget(Container):
             )
         # A copy, so that painting in the layer while the worker runs cannot race with it.
         labels = np.array(layer.data, copy=True)
-        return _link(labels, self._cleanup_options()), layer
+        options = self._cleanup_options() | {"split_back": int(self._split_back.value)}
+        return _link(labels, options), layer
 
     def _pairs_job(self):
         layer = self._image.value

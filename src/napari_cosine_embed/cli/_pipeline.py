@@ -35,6 +35,7 @@ _OPTIONS = {
     "tracking": "tracking",
     "min_track_length": "min_track_length",
     "max_gap": "max_gap",
+    "split_back": "split_back",
 }
 
 
@@ -257,6 +258,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..core.io.ctc import write_ctc_result
+    from ..core.pipeline import PipelineConfig, link_options
     from ..core.tracking import link_labels
 
     out = Path(args.out)
@@ -267,12 +269,15 @@ def _cmd_track(args: argparse.Namespace) -> int:
         raise InputError(
             f"{args.labels}: need an integer label movie (T, Y, X), got {labels.shape}"
         )
-    options = {
-        "min_iou": args.min_iou,
-        "min_track_length": args.min_track_length,
-        "min_split_frames": args.min_split_frames,
-        "max_gap": args.max_gap,
-    }
+    config = PipelineConfig(
+        min_iou=args.min_iou,
+        min_track_length=args.min_track_length,
+        min_split_frames=args.min_split_frames,
+        min_child_ratio=args.min_child_ratio,
+        max_gap=args.max_gap,
+        split_back=args.split_back,
+    )
+    options = link_options(config)
     tic = time.perf_counter()
     result = link_labels(np.asarray(labels), **options)
     settings = {"program": "napari-cosine-embed track", "version": __version__}
@@ -350,6 +355,12 @@ def add_commands(sub) -> None:
         "--min-track-length", type=int, help=f"frames (default {defaults['min_track_length']})"
     )
     p.add_argument("--max-gap", type=int, help=f"frames bridged (default {defaults['max_gap']})")
+    p.add_argument(
+        "--split-back",
+        type=int,
+        help="cut mothers along their daughters up to this many frames before a division seen "
+        f"late (default {defaults['split_back']}; 0: never)",
+    )
     p.add_argument("--no-track", action="store_true", help="label each frame/image on its own")
     p.add_argument("--settings", help="settings.json of an earlier run: start from its parameters")
     p.add_argument("--cache", help="keep the embeddings in this zarr folder (reused when rerun)")
@@ -364,10 +375,20 @@ def add_commands(sub) -> None:
     )
     t.add_argument("labels", help="label movie: TIFF stack, zarr, or folder of maskNNN.tif")
     t.add_argument("-o", "--out", required=True, help="result folder to write")
-    t.add_argument("--min-iou", type=float, default=0.3)
-    t.add_argument("--min-track-length", type=int, default=2)
-    t.add_argument("--min-split-frames", type=int, default=3)
-    t.add_argument("--max-gap", type=int, default=1)
+    for name, kind, what in (
+        ("min_iou", float, "smallest IoU of a continuation"),
+        ("min_track_length", int, "shorter tracks are dropped, frames"),
+        ("min_split_frames", int, "a child ending sooner undoes its division, frames"),
+        ("min_child_ratio", float, "a child smaller than this share of its sibling, too"),
+        ("max_gap", int, "frames bridged"),
+        ("split_back", int, "frames a late division may move back; 0: never"),
+    ):
+        t.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            default=getattr(PipelineConfig, name),
+            help=f"{what} (default {getattr(PipelineConfig, name)}, as in segment)",
+        )
     t.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     t.set_defaults(func=_cmd_track)
 

@@ -29,6 +29,7 @@ __all__ = [
     "PipelineResult",
     "Progress",
     "group_frame",
+    "link_options",
     "run_pipeline",
 ]
 
@@ -81,8 +82,9 @@ class PipelineConfig:
     tracking : {"overlap", "pairs"}
         Overlap linking of per-frame instances, or Payer's pair clustering.
     min_iou, min_child_overlap, min_track_length, min_split_frames, min_child_ratio, \
-max_gap, max_gap_distance
-        Tracking options (see :mod:`.tracking`).
+max_gap, max_gap_distance, split_back, split_back_depth
+        Tracking options (see :func:`.tracking.link_labels`; ``split_back`` and
+        ``split_back_depth`` only for the overlap tracking).
     """
 
     model: str = "default"
@@ -108,10 +110,12 @@ max_gap, max_gap_distance
     min_iou: float = 0.3
     min_child_overlap: float = 0.5
     min_track_length: int = 2
-    min_split_frames: int = 3
+    min_split_frames: int = 5
     min_child_ratio: float = 0.3
     max_gap: int = 1
     max_gap_distance: float = 20.0
+    split_back: int = 4
+    split_back_depth: float = 0.05
 
     def __post_init__(self) -> None:
         if self.grouping not in GROUPINGS:
@@ -129,6 +133,10 @@ max_gap, max_gap_distance
             raise InputError(f"bandwidth must be > 0, got {self.bandwidth}")
         if not 0.0 <= self.split_depth < 1.0:
             raise InputError(f"split_depth must be in [0, 1), got {self.split_depth}")
+        if int(self.split_back) < 0:
+            raise InputError(f"split_back must be >= 0, got {self.split_back}")
+        if not 0.0 <= self.split_back_depth < 1.0:
+            raise InputError(f"split_back_depth must be in [0, 1), got {self.split_back_depth}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -377,14 +385,24 @@ def run_pipeline(
 
     tic = time.perf_counter()
     yield Progress("track", 0, 1)
-    tracked = link_labels(labels, **_cleanup(config))
+    tracked = link_labels(labels, **link_options(config))
     del labels
     seconds["track"] = time.perf_counter() - tic
     yield Progress("track", 1, 1)
     return PipelineResult(tracked.labels, tracked.lineage, tracked.tracks, tracked.graph, seconds)
 
 
+def link_options(config: PipelineConfig) -> dict[str, Any]:
+    """Keyword arguments of :func:`~.tracking.link_labels` from a configuration."""
+    return {
+        **_cleanup(config),
+        "split_back": config.split_back,
+        "split_back_depth": config.split_back_depth,
+    }
+
+
 def _cleanup(config: PipelineConfig) -> dict[str, Any]:
+    """The track clean-up options both trackings share."""
     return {
         "min_iou": config.min_iou,
         "min_child_overlap": config.min_child_overlap,
