@@ -12,6 +12,11 @@ Two layers share one track builder, so the segmentation of a frame may come from
   highest-IoU instance on the frame they share. Instances a pair leaves unlinked (a daughter
   whose embedding differs from her mother's, say) fall back to the overlap linking.
 
+The overlap linking can also move a division seen late back in time (``split_back``):
+daughters that still touch after mitosis are often one instance for a few frames, so the
+mother is cut along her daughters' masks, frame by frame backwards, while the cut runs
+through a neck; two nuclei that touched for a while and part again are separated the same way.
+
 Both then clean up the tracks: a division whose child is much smaller than its sibling, or
 whose child ends (without children) within ``min_split_frames`` frames, is merged back into
 one track; tracks shorter than ``min_track_length`` are dropped; a track that ends and one
