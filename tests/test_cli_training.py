@@ -76,7 +76,7 @@ def test_ctrl_c_saves_the_best_model_and_resume_continues(tmp_path, monkeypatch,
 
     monkeypatch.setattr(trainer, "train_step", interrupted_step)
     out = tmp_path / "stopped.pt"
-    assert main([*TRAIN, "--out", str(out)]) == 0
+    assert main([*TRAIN, "--out", str(out)]) == 130  # a script sees the run did not finish
     printed = capsys.readouterr()
     assert "stopping after this step" in printed.err
     assert "stopped at step 3 of 4" in printed.out
@@ -84,11 +84,13 @@ def test_ctrl_c_saves_the_best_model_and_resume_continues(tmp_path, monkeypatch,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stopped.pt", "stopped.state.pt"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
-    resumed = tmp_path / "resumed.pt"
+    assert f"--resume {tmp_path / 'stopped.state.pt'}" in printed.err
+
+    # the continuation replaces the interrupted run's model without --overwrite
     state = tmp_path / "stopped.state.pt"
-    assert main([*TRAIN, "--out", str(resumed), "--resume", str(state)]) == 0
+    assert main([*TRAIN, "--out", str(out), "--resume", str(state)]) == 0
     assert "resuming from" in capsys.readouterr().out
-    model = load_model(resumed, device="cpu")
+    model = load_model(out, device="cpu")
     assert model.record["steps_run"] == 4
     assert not model.record["stopped_early"]
 
@@ -129,24 +131,40 @@ def finetune_argv(trained, tmp_path):
 
 
 @pytest.mark.usefixtures("terminal_sigint")
-def test_ctrl_c_during_finetune_still_calibrates(finetune_argv, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stopped_finetune_calibrates_exits_non_zero_and_resumes(
+    finetune_argv, tmp_path, monkeypatch, capsys, sig, status
+):
     calls, step = [], trainer.train_step
 
     def interrupted_step(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
-            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(sig)
         return step(*args, **kwargs)
 
     monkeypatch.setattr(trainer, "train_step", interrupted_step)
     out = tmp_path / "stopped.pt"
-    assert main([*finetune_argv, str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "stopped at step 2 of 50" in printed
+    assert main([*finetune_argv, str(out)]) == status
+    printed = capsys.readouterr()
+    assert "stopped at step 2 of 50" in printed.out
     model = load_model(out, device="cpu")
     assert model.record["stopped_early"]
     assert model.record["foreground_calibration"]["frames"] == 2
-    assert "foreground threshold" in printed
+    assert "foreground threshold" in printed.out
+    state = tmp_path / "stopped.state.pt"
+    assert f"--resume {state}" in printed.err
+    assert signal.getsignal(sig) is not None and signal.getsignal(signal.SIGINT) is (
+        signal.default_int_handler
+    )
+
+    monkeypatch.setattr(trainer, "train_step", step)
+    assert main([*finetune_argv, str(out), "--resume", str(state)]) == 0
+    assert "resuming from" in capsys.readouterr().out
+    model = load_model(out, device="cpu")
+    assert model.record["steps_run"] == 50
+    assert not model.record["stopped_early"]
+    assert not state.exists()  # finished: nothing left to resume
 
 
 @pytest.mark.usefixtures("terminal_sigint")

@@ -32,8 +32,13 @@ starts fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 from .. import __version__
 from ..core.errors import InputError, OutputExistsError
@@ -54,17 +59,63 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``napari-cosine-embed`` console script."""
-    args = build_parser().parse_args(argv)
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it cleans up exactly as for Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def terminate(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        return args.func(args)
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _quiet_stdout() -> None:
+    """After the reader of our output went away, send the rest nowhere (as shell tools end)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``napari-cosine-embed`` console script.
+
+    Exit status: 0 done, 2 refused (bad input; the message says why and nothing was written),
+    1 an output could not be written, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM),
+    141 when the reader of standard output went away (``| head``).
+    """
+    args = build_parser().parse_args(argv)
+    name = f"napari-cosine-embed {args.command}"
+    try:
+        with _sigterm_as_interrupt():
+            status = args.func(args)
+            sys.stdout.flush()  # a full device or a closed pipe shows here, inside the guard
+            return status
     except (InputError, OutputExistsError) as err:
-        print(f"napari-cosine-embed {args.command}: error: {err}", file=sys.stderr)
+        print(f"{name}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(
-            f"napari-cosine-embed {args.command}: interrupted; nothing was left half-written",
-            file=sys.stderr,
-        )
-        return 130
+    except KeyboardInterrupt as err:
+        what = "terminated" if isinstance(err, Terminated) else "interrupted"
+        print(f"{name}: {what}; nothing was left half-written", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 141
+    except OSError as err:
+        if err.errno == errno.EPIPE:
+            _quiet_stdout()
+            return 141
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"{name}: error: {where}{err.strerror or err}", file=sys.stderr)
+        if err.errno == errno.ENOSPC:
+            _quiet_stdout()  # stdout may be the full device: do not fail again at exit
+        return 1

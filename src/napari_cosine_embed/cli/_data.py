@@ -15,7 +15,11 @@ from ._common import print_json
 def _cmd_sample(args: argparse.Namespace) -> int:
     from ..core.io._atomic import atomic_folder
     from ..core.io.ctc import write_ctc_gt, write_ctc_sequence
+    from ..core.io.outputs import check_name, check_writable
     from ..core.synthetic import SyntheticConfig, synthetic_timelapse
+
+    seq = check_name(args.sequence, name="--sequence")
+    check_writable(args.out_dir, kind="folder", overwrite=args.overwrite, name="OUT_DIR")
 
     overrides = {
         "n_frames": args.frames,
@@ -26,7 +30,6 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     known = {f.name for f in fields(SyntheticConfig)}
     config = SyntheticConfig(**{k: v for k, v in overrides.items() if k in known})
     movie = synthetic_timelapse(config)
-    seq = args.sequence
     with atomic_folder(args.out_dir, overwrite=args.overwrite) as tmp:
         write_ctc_sequence(tmp / seq, movie.image)
         write_ctc_gt(tmp / f"{seq}_GT", tra=movie.labels, lineage=movie.lineage, seg=movie.labels)
@@ -43,7 +46,11 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _label_images(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in (".tif", ".tiff")}
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot be read ({exc.strerror or exc})") from exc
+    return {p.stem: p for p in entries if p.suffix.lower() in (".tif", ".tiff")}
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -52,13 +59,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     gt, res = Path(args.gt), Path(args.res)
     for name, folder in (("--gt", gt), ("--res", res)):
         if not folder.is_dir():
-            raise InputError(f"{name} {folder} is not a folder")
+            why = "it is a file" if folder.exists() else "it does not exist"
+            raise InputError(f"{name} {folder} is not a folder: {why}")
     if (gt / "SEG").is_dir() or (gt / "TRA").is_dir():
         measures = tuple(m.strip().upper() for m in args.measures.split(",") if m.strip())
         scores = metrics.ctc_scores(gt, res, measures=measures)
         report = {"kind": "ctc", "gt": str(gt), "res": str(res), **scores}
     else:
-        import tifffile
+        from ..core.io.tiff import read_label_frame
 
         gts, preds = _label_images(gt), _label_images(res)
         if not gts:
@@ -70,9 +78,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 f"e.g. {missing[0]}.tif"
             )
         names = sorted(gts)
-        scores = metrics.instance_scores(
-            [tifffile.imread(gts[n]) for n in names], [tifffile.imread(preds[n]) for n in names]
-        )
+        gt_images, res_images = [], []
+        for n in names:
+            # Read and compare pair by pair, so any problem names the very file it is in.
+            truth, pred = read_label_frame(gts[n]), read_label_frame(preds[n])
+            if truth.shape != pred.shape:
+                raise InputError(
+                    f"{preds[n]}: the result is {pred.shape[0]}x{pred.shape[1]} pixels but "
+                    f"its ground truth {gts[n]} is {truth.shape[0]}x{truth.shape[1]}"
+                )
+            gt_images.append(truth)
+            res_images.append(pred)
+        scores = metrics.instance_scores(gt_images, res_images)
         report = {"kind": "instances", "gt": str(gt), "res": str(res), "n_images": len(names)}
         report.update(scores)
     print_json(report)

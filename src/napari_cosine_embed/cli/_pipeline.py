@@ -12,7 +12,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .. import __version__
-from ..core.errors import InputError, OutputExistsError
+from ..core.errors import InputError
 
 #: Embeddings of a movie up to this size (float16 bytes) stay in memory; larger ones go to disk.
 MEMORY_CACHE_LIMIT = 1 << 30
@@ -174,20 +174,93 @@ def _drive(gen, progress: ProgressPrinter):
         progress(step.stage, step.done, step.total)
 
 
+def _reads(args: argparse.Namespace) -> list[tuple[str, str | None]]:
+    """Everything ``segment`` reads, by the name the user gave it (for :func:`check_output`)."""
+    reads = [("input", p) for p in args.input]
+    reads.append(("--settings file", args.settings))
+    if args.model is not None and Path(args.model).exists():
+        reads.append(("--model file", args.model))
+    return reads
+
+
+def _check_paths(args: argparse.Namespace, *, kind: str = "folder") -> None:
+    """Refuse, before any work, an output or cache that could destroy what the run reads."""
+    from ..core.io.outputs import check_output, check_writable
+
+    reads = _reads(args)
+    cache = getattr(args, "cache", None)
+    check_output(args.out, [*reads, ("--cache folder", cache)])
+    if cache is not None:
+        check_output(cache, [*reads, ("--out folder", args.out)], name="--cache")
+    check_writable(args.out, kind=kind, overwrite=args.overwrite)
+
+
+def _check_model_unchanged(args: argparse.Namespace, model) -> str | None:
+    """Compare the model with the one a ``--settings`` file was made with.
+
+    Returns a warning when the user named the model again with ``--model``; raises when the
+    model came from the settings file alone, since a rerun "with the same settings" would then
+    silently use other weights.
+    """
+    from ..core.embedding_store import model_fingerprint
+
+    if args.settings is None:
+        return None
+    try:
+        saved = json.loads(Path(args.settings).read_text()).get("model", {})
+        before = saved.get("fingerprint") if isinstance(saved, dict) else None
+    except (OSError, ValueError, AttributeError):
+        return None  # reading the parameters already said what is wrong with the file
+    now = model_fingerprint(model)
+    if not before or before == now:
+        return None
+    where = model.path or model.name
+    if args.model is None:
+        raise InputError(
+            f"the model {where} has changed since {args.settings} was written (weights "
+            f"{before}, now {now}): the results would not be reproduced; pass --model "
+            f"{where} to use it as it is now"
+        )
+    return f"the model {where} differs from the one {args.settings} was made with ({before})"
+
+
+def _rescue(write, out: Path, exc: OSError) -> None:
+    """After a failed write of a finished result, put it in the temporary folder and say so."""
+    import tempfile
+
+    rescue = Path(tempfile.mkdtemp(prefix=f"{out.name}-rescued-"))
+    try:
+        write(rescue / out.name)
+    except OSError as again:
+        raise InputError(
+            f"cannot write {out} ({exc.strerror or exc}), nor a rescue copy in {rescue} "
+            f"({again.strerror or again}); the result is lost"
+        ) from None
+    raise InputError(
+        f"cannot write {out} ({exc.strerror or exc}); the finished result was saved to "
+        f"{rescue / out.name} instead"
+    ) from None
+
+
+def _warn(command: str, warnings) -> None:
+    for text in warnings:
+        print(f"napari-cosine-embed {command}: warning: {text}", file=sys.stderr)
+
+
 def _cmd_segment(args: argparse.Namespace) -> int:
     from ..core.checkpoint import load_model
-    from ..core.embedding_store import EmbeddingStore, embedding_id, image_fingerprint
+    from ..core.embedding_store import EmbeddingStore
     from ..core.io._atomic import atomic_folder
     from ..core.io.ctc import write_ctc_result
     from ..core.io.tiff import write_labels_tiff
-    from ..core.pipeline import run_pipeline
+    from ..core.pipeline import cache_ids, run_pipeline
 
     config = _config(args)
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+    _check_paths(args)
     inputs = _inputs([Path(p) for p in args.input], not config.track)
     model = load_model(config.model)
+    notes = [_check_model_unchanged(args, model)]
     config = config.for_model(model)  # the threshold it will use, in the settings too
     settings = _settings(config, model, args.input)
     text = json.dumps(settings, indent=2, default=str) + "\n"
@@ -195,13 +268,24 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     tic = time.perf_counter()
 
     if not config.track:
-        with atomic_folder(out, overwrite=args.overwrite) as tmp:
-            for i, (name, image) in enumerate(inputs):
-                result = _drive(run_pipeline(image, config, model=model), lambda *a: None)
-                labels = result.labels
-                write_labels_tiff(tmp / f"{name}.tif", labels)
-                progress("segment", i + 1, len(inputs))
-            (tmp / "settings.json").write_text(text)
+        results = []
+        for i, (name, image) in enumerate(inputs):
+            result = _drive(run_pipeline(image, config, model=model), lambda *a: None)
+            results.append((name, result.labels))
+            notes += [f"{name}: {w}" for w in result.warnings]
+            progress("segment", i + 1, len(inputs))
+
+        def write(path: Path) -> None:
+            with atomic_folder(path, overwrite=args.overwrite) as tmp:
+                for name, labels in results:
+                    write_labels_tiff(tmp / f"{name}.tif", labels)
+                (tmp / "settings.json").write_text(text)
+
+        try:
+            write(out)
+        except OSError as exc:
+            _rescue(write, out, exc)
+        _warn("segment", filter(None, notes))
         print(f"wrote {len(inputs)} label image(s) to {out} in {time.perf_counter() - tic:.1f} s")
         return 0
 
@@ -210,10 +294,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         raise InputError(f"{name}: a single 2D image cannot be tracked; pass --no-track")
     n, shape = movie.shape[0], tuple(movie.shape[-2:])
     dim = model.config.embedding_dim
-    ids = {
-        "model_id": embedding_id(model, **config.embed_options()),
-        "image_id": image_fingerprint(movie),
-    }
+    ids = cache_ids(model, movie, config)
     with contextlib.ExitStack() as stack:
         cache = args.cache
         if cache is None and n * dim * shape[0] * shape[1] * 2 > MEMORY_CACHE_LIMIT:
@@ -222,13 +303,21 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             ))) / "cache.zarr"  # fmt: skip
         store = EmbeddingStore(n, dim, shape, path=cache, **ids) if cache else None
         result = _drive(run_pipeline(movie, config, model=model, store=store), progress)
-    write_ctc_result(
-        out,
-        result.labels,
-        result.lineage,
-        overwrite=args.overwrite,
-        extra_files={"settings.json": text},
-    )
+
+    def write(path: Path) -> None:
+        write_ctc_result(
+            path,
+            result.labels,
+            result.lineage,
+            overwrite=args.overwrite,
+            extra_files={"settings.json": text},
+        )
+
+    try:
+        write(out)
+    except OSError as exc:
+        _rescue(write, out, exc)
+    _warn("segment", [*filter(None, notes), *result.warnings])
     n_div = int((result.lineage[:, 3] > 0).sum()) if len(result.lineage) else 0
     seconds = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     print(
@@ -258,12 +347,13 @@ def _cmd_track(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..core.io.ctc import write_ctc_result
+    from ..core.io.outputs import check_output, check_writable
     from ..core.pipeline import PipelineConfig, link_options
     from ..core.tracking import link_labels
 
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it")
+    check_output(out, [("input", args.labels)])
+    check_writable(out, kind="folder", overwrite=args.overwrite)
     labels = _read_label_movie(Path(args.labels))
     if labels.ndim != 3 or not np.issubdtype(labels.dtype, np.integer):
         raise InputError(
@@ -282,13 +372,20 @@ def _cmd_track(args: argparse.Namespace) -> int:
     result = link_labels(np.asarray(labels), **options)
     settings = {"program": "napari-cosine-embed track", "version": __version__}
     settings.update(input=str(args.labels), parameters=options)
-    write_ctc_result(
-        out,
-        result.labels,
-        result.lineage,
-        overwrite=args.overwrite,
-        extra_files={"settings.json": json.dumps(settings, indent=2) + "\n"},
-    )
+
+    def write(path: Path) -> None:
+        write_ctc_result(
+            path,
+            result.labels,
+            result.lineage,
+            overwrite=args.overwrite,
+            extra_files={"settings.json": json.dumps(settings, indent=2) + "\n"},
+        )
+
+    try:
+        write(out)
+    except OSError as exc:
+        _rescue(write, out, exc)
     print(f"wrote {out}: {len(result.lineage)} tracks in {time.perf_counter() - tic:.1f} s")
     return 0
 

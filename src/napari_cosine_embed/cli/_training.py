@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import functools
 import operator
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
 
-from ..core.errors import InputError, OutputExistsError
+from ..core.errors import InputError
 from ._common import print_json
 
 
@@ -46,14 +47,71 @@ def _parse_model_config(text: str):
         raise InputError(f"--config: {err}") from None
 
 
-def _prepare_run(args: argparse.Namespace) -> None:
+def _is_path(value) -> bool:
+    return value is not None and Path(value).exists()
+
+
+def _prepare_run(args: argparse.Namespace, reads: list[tuple[str, object]]) -> None:
+    """Check the outputs before hours of training, not after.
+
+    Neither the model nor the training state may be, contain or sit inside anything read;
+    an existing model file is replaced only with ``--overwrite``, or when it is the model an
+    interrupted run left and ``--resume`` continues that run.
+    """
     import torch
 
-    # Refuse before hours of training, not after.
-    if args.out.exists() and not args.overwrite:
-        raise OutputExistsError(f"{args.out} already exists; pass --overwrite to replace it")
+    from ..core.io.outputs import check_output, check_writable
+
+    reads = [(what, path) for what, path in reads if _is_path(path)]
+    state = _state_path(args)
+    check_output(args.out, [*reads, ("--state file", state)])
+    # the state of a resumed run is the file it continues: it is replaced atomically as it goes
+    continued = [(w, p) for w, p in reads if w != "--resume state"]
+    check_output(state, [*continued, ("--out file", args.out)], name="--state")
+    overwrite = args.overwrite or (args.resume is not None and _interrupted_model(args.out))
+    check_writable(args.out, kind="file", overwrite=overwrite)
+    check_writable(state, kind="file", overwrite=True, name="--state")
+    args.replace_out = overwrite
     if args.threads:
         torch.set_num_threads(args.threads)
+
+
+def _state_path(args: argparse.Namespace) -> Path:
+    return args.state or args.out.with_name(args.out.stem + ".state.pt")
+
+
+def _interrupted_model(path: Path) -> bool:
+    """Whether ``path`` holds a model saved by a run that was stopped before its last step."""
+    if not path.is_file():
+        return False
+    from ..core.checkpoint import load_model
+
+    try:
+        return bool(load_model(path, device="cpu").record.get("stopped_early"))
+    except (InputError, OSError):
+        return False
+
+
+def _save(out: Path, model, *, overwrite: bool) -> Path:
+    """Save the model; if ``out`` cannot be written, save it elsewhere and say where."""
+    import tempfile
+
+    from ..core.checkpoint import save_model
+
+    try:
+        return save_model(out, model, overwrite=overwrite)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    for folder in (Path(tempfile.gettempdir()), Path.home()):
+        rescue = folder / f"{out.stem}-rescued-{os.getpid()}{out.suffix or '.pt'}"
+        try:
+            save_model(rescue, model)
+        except OSError:
+            continue
+        raise InputError(
+            f"cannot write {out} ({reason}); the trained model was saved to {rescue} instead"
+        )
+    raise InputError(f"cannot write {out} ({reason}), nor a rescue copy; see the training state")
 
 
 def _format_step(info: dict, started_step: int, wall: float) -> str:
@@ -109,27 +167,38 @@ def _calibrate(trainer, model):
 
 
 def _run_trainer(
-    trainer, out: Path, *, overwrite: bool, log_every: int, calibrate: bool = False
+    trainer,
+    out: Path,
+    *,
+    overwrite: bool,
+    log_every: int,
+    calibrate: bool = False,
+    resume_hint: str = "",
+    keep_state: bool = True,
 ) -> int:
-    """Drive a Trainer with progress lines; the first Ctrl-C stops cleanly and still saves.
+    """Drive a Trainer with progress lines; Ctrl-C or SIGTERM stops cleanly and still saves.
 
     ``calibrate``: afterwards calibrate the foreground threshold (fine-tuning), also after a
-    Ctrl-C (a fine-tuned model grouped at the default threshold merges neighbouring nuclei);
+    stop (a fine-tuned model grouped at the default threshold merges neighbouring nuclei);
     a Ctrl-C during the calibration skips it and saves the model without one.
+
+    A stopped run saves the model so far and the training state, says how to resume, and
+    exits 130 (143 for SIGTERM): a script sees that the run did not finish. ``keep_state``
+    False removes the state file once the run has finished.
     """
     import signal
     import time
 
-    from ..core.checkpoint import save_model
-
     stop = []
+    signals = (signal.SIGINT, signal.SIGTERM)
 
     def request_stop(signum, frame):
         stop.append(signum)
-        signal.signal(signal.SIGINT, previous)  # a second Ctrl-C aborts at once
+        for sig, handler in previous.items():  # a second signal aborts at once
+            signal.signal(sig, handler)
         print("\nstopping after this step (Ctrl-C again to abort)...", file=sys.stderr, flush=True)
 
-    previous = signal.signal(signal.SIGINT, request_stop)
+    previous = {sig: signal.signal(sig, request_stop) for sig in signals}
     run, started_step, started = trainer.run(), trainer.step, time.perf_counter()
     try:
         for info in run:
@@ -141,9 +210,17 @@ def _run_trainer(
             if stop:
                 break
     finally:
-        run.close()
-        if signal.getsignal(signal.SIGINT) is request_stop:
-            signal.signal(signal.SIGINT, previous)
+        try:
+            run.close()  # saves the training state
+        except OSError as exc:
+            print(
+                f"warning: the training state could not be saved ({exc.strerror or exc})",
+                file=sys.stderr,
+                flush=True,
+            )
+        for sig, handler in previous.items():
+            if signal.getsignal(sig) is request_stop:
+                signal.signal(sig, handler)
     model = trainer.best_model
     if stop:
         print(f"stopped at step {trainer.step} of {trainer.config.steps}", flush=True)
@@ -158,12 +235,24 @@ def _run_trainer(
                 "--foreground-threshold says otherwise",
                 flush=True,
             )
-    path = save_model(out, model, overwrite=overwrite)
+    path = _save(out, model, overwrite=overwrite)
     score = model.record.get("scores", {}).get("score")
     what = f"val score {score:.3f}, " if score is not None else ""
     print(f"saved model ({what}weights of step {model.record['steps']}) to {path}")
-    if trainer.state_path is not None and Path(trainer.state_path).exists():
-        print(f"training state (for --resume): {trainer.state_path}")
+    state = trainer.state_path
+    saved = state is not None and Path(state).exists()
+    if stop:
+        if saved:
+            print(
+                f"the run did not finish: continue it with {resume_hint}--resume {state}",
+                file=sys.stderr,
+                flush=True,
+            )
+        return 143 if stop[0] == signal.SIGTERM else 130
+    if saved and keep_state:
+        print(f"training state (for --resume): {state}")
+    elif saved:
+        Path(state).unlink(missing_ok=True)
     return 0
 
 
@@ -174,7 +263,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from ..core.losses import LossConfig
     from ..core.training import TrainConfig, Trainer, from_dsb, from_synthetic
 
-    _prepare_run(args)
+    _prepare_run(args, [("--dsb folder", args.dsb), ("--init model", args.init),
+                        ("--resume state", args.resume)])  # fmt: skip
     synthetic = functools.partial(
         from_synthetic,
         shape=(args.synthetic_size, args.synthetic_size),
@@ -214,7 +304,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         neighbour_radius=args.neighbour_radius,
         foreground_weight=args.foreground_weight,
     )
-    state_path = args.state or args.out.with_name(args.out.stem + ".state.pt")
+    state_path = _state_path(args)
     model = None
     if args.init is not None:
         if args.resume is not None or args.config:
@@ -245,7 +335,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     if args.resume is not None:
         print(f"resuming from {args.resume} at step {trainer.step}", flush=True)
-    return _run_trainer(trainer, args.out, overwrite=args.overwrite, log_every=config.log_every)
+    return _run_trainer(
+        trainer,
+        args.out,
+        overwrite=args.replace_out,
+        log_every=config.log_every,
+        resume_hint="the same command and ",
+    )
 
 
 def _read_labels(path: Path, n_frames: int):
@@ -277,7 +373,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     from ..core.io import read_any
     from ..core.training import FINETUNE_DEFAULTS, Trainer, from_arrays
 
-    _prepare_run(args)
+    _prepare_run(args, [("--images", args.images), ("--labels", args.labels),
+                        ("--base model", args.base), ("--resume state", args.resume)])  # fmt: skip
     base = load_model(args.base, device=args.device)
     image = np.asarray(read_any(args.images).image)
     if image.ndim == 2:
@@ -306,15 +403,30 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         seed=args.seed,
         log_every=args.log_every,
     )
-    trainer = Trainer(base, data, config, base_model=True)
+    trainer = Trainer(
+        base,
+        data,
+        config,
+        base_model=True,
+        resume_from=args.resume,
+        state_path=_state_path(args),
+    )
     trainer.model.name = args.out.stem
     print(
         f"fine-tuning {base.name} on {trainer.device}: {data.describe()['summary']}, "
-        f"{config.steps} steps",
+        f"{trainer.config.steps} steps",
         flush=True,
     )
+    if args.resume is not None:
+        print(f"resuming from {args.resume} at step {trainer.step}", flush=True)
     return _run_trainer(
-        trainer, args.out, overwrite=args.overwrite, log_every=config.log_every, calibrate=True
+        trainer,
+        args.out,
+        overwrite=args.replace_out,
+        log_every=config.log_every,
+        calibrate=True,
+        resume_hint="the same command and ",
+        keep_state=False,
     )
 
 
@@ -473,6 +585,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--frames", default="", help="curated frames, e.g. 0,5,9 (default: frames with labels)"
     )
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument(
+        "--state", type=Path, help="training-state file, kept while a run is unfinished "
+        "(default OUT.state.pt)",
+    )  # fmt: skip
+    p.add_argument(
+        "--resume", type=Path, metavar="STATE", help="continue an interrupted fine-tune"
+    )
     # FINETUNE_DEFAULTS' values, written out so that `--help` does not import torch
     # FINETUNE_DEFAULTS' values (a test checks), without importing torch to build the parser
     _add_run_options(p, steps=200, batch_size=2, clip_length=4, lr=2e-4, foreground_crops=0.5)

@@ -47,7 +47,14 @@ from .errors import InputError
 if TYPE_CHECKING:
     from .checkpoint import EmbeddingModel
 
-__all__ = ["FrameEmbedding", "embed", "embed_with_foreground", "iter_embed", "tile_spans"]
+__all__ = [
+    "FrameEmbedding",
+    "embed",
+    "embed_with_foreground",
+    "embedding_history",
+    "iter_embed",
+    "tile_spans",
+]
 
 #: Frames smaller than this (in Y or X) cannot hold a nucleus; they are refused.
 MIN_FRAME_SIZE = 8
@@ -66,11 +73,36 @@ class FrameEmbedding:
         Unit-length embedding of every pixel.
     foreground : ndarray of shape (Y, X), float32, or None
         Foreground probability in [0, 1]; None when the model has no foreground head.
+    nonfinite : int
+        Pixels of the input frame that were NaN or infinite (filled before embedding).
     """
 
     t: int
     embedding: np.ndarray
     foreground: np.ndarray | None
+    nonfinite: int = 0
+
+
+def embedding_history(t: int, *, state_window: int | None, warmup: int) -> range:
+    """The frames whose pixels the embedding of frame ``t`` depends on, ``t`` included.
+
+    With a bounded history (``state_window``), windows of ``state_window`` frames start at
+    multiples of it, each warmed up on the ``warmup`` frames before it, wherever a run starts:
+    so frame ``t`` is embedded exactly alike whether a run covers the whole movie or resumes
+    in the middle of it. Without one, the state runs from frame 0.
+
+    Examples
+    --------
+    >>> embedding_history(7, state_window=5, warmup=3)
+    range(2, 8)
+    >>> embedding_history(7, state_window=None, warmup=3)
+    range(0, 8)
+    """
+    t = int(t)
+    if state_window is None:
+        return range(0, t + 1)
+    start = t - t % int(state_window)
+    return range(max(0, start - int(warmup)), t + 1)
 
 
 def tile_spans(
@@ -282,14 +314,16 @@ def iter_embed(
         Mixed precision. "auto": bf16 (fp16 where bf16 is unsupported) autocast on CUDA, fp32
         elsewhere. Outputs are float32 in every case.
     frames : iterable of int, optional
-        Which frames, in this order (default: all). The state starts from zeros at the first
-        one and is carried from each to the next, so give consecutive increasing indices for
-        results that match a run over the whole movie.
+        Which frames, in this order (default: all). Without ``state_window`` the state starts
+        from zeros at the first one and is carried from each to the next, so give consecutive
+        increasing indices from 0 for results that match a run over the whole movie. With
+        ``state_window`` every frame gets its history (:func:`embedding_history`) wherever the
+        run starts or jumps, and matches a whole-movie run exactly.
     state_window, warmup : int
         None (default): carry the recurrent state through the whole movie. An integer: start a
-        fresh state every ``state_window`` frames, first re-running the ``warmup`` frames before
-        it (their results are discarded), so every frame is embedded with ``warmup`` to
-        ``warmup + state_window - 1`` frames of history. The default model was trained on clips
+        fresh state at every multiple of ``state_window``, first re-running the ``warmup``
+        frames before it (their results are discarded), so every frame is embedded with
+        ``warmup`` to ``warmup + state_window - 1`` frames of history. The default model was trained on clips
         of two frames; on hundreds of frames its state drifts (foreground trails behind moving
         nuclei and misses new ones), and a bounded history keeps it where it was trained.
         Costs ``(state_window + warmup) / state_window`` times the computation.
@@ -337,11 +371,12 @@ def _generate(
     was_training = network.training
     network.eval()
 
-    def run(t: int, emb: np.ndarray, fg: np.ndarray | None) -> None:
+    def run(t: int, emb: np.ndarray, fg: np.ndarray | None) -> int:
         frame = np.asarray(image if single else image[t])
         if frame.dtype == np.bool_:
             frame = frame.astype(np.float32)
-        if not np.isfinite(frame).any():
+        finite = np.isfinite(frame)
+        if not finite.any():
             raise InputError(f"frame {t} has no finite pixel (all NaN or infinite)")
         x = torch.from_numpy(plan.normalise(frame)).to(plan.device)[None, None]
         with torch.inference_mode(), plan.autocast:
@@ -359,24 +394,28 @@ def _generate(
                         prob = torch.sigmoid(result.foreground[0, 0][keep].float())
                         fg[ky0:ky1, kx0:kx1] = prob.cpu().numpy()
                     del result, raw, unit  # free this tile's activations before the next
+        return int(finite.size - np.count_nonzero(finite))
 
     def buffers() -> tuple[np.ndarray, np.ndarray | None]:
         emb = np.empty((config.embedding_dim, height, width), np.float32)
         return emb, np.empty((height, width), np.float32) if config.foreground_head else None
 
     try:
+        previous = None
         for i, t in enumerate(plan.indices):
-            if plan.state_window and i % plan.state_window == 0 and not single:
-                # a fresh state, warmed up on the frames just before this one
+            if plan.state_window and not single and (t % plan.state_window == 0 or t != previous):
+                # a fresh state, brought through the history this frame has in a whole run
                 states.clear()
                 scratch = buffers()
-                for u in range(max(0, t - plan.warmup), t):
+                history = embedding_history(t, state_window=plan.state_window, warmup=plan.warmup)
+                for u in history[:-1]:
                     run(u, *scratch)
+            previous = t + 1
             emb, fg = (
                 buffers() if out is None else (out[0][i], None if out[1] is None else out[1][i])
             )
-            run(t, emb, fg)
-            yield FrameEmbedding(t=t, embedding=emb, foreground=fg)
+            nonfinite = run(t, emb, fg)
+            yield FrameEmbedding(t=t, embedding=emb, foreground=fg, nonfinite=nonfinite)
     finally:
         network.train(was_training)
 

@@ -7,6 +7,11 @@ produced it (:func:`model_fingerprint`, :func:`image_fingerprint`); reopening a 
 by another model or image is refused, so stale embeddings are never mixed with fresh ones, and a
 run that was stopped resumes from the frames already written.
 
+Each stored frame also keeps :func:`frame_hash` of the image frame it came from. The recurrent
+network makes a frame's embedding depend on the frames before it too, so before reusing a store
+the pipeline compares the hashes of every frame in each stored frame's history with the movie
+as it is now (:meth:`EmbeddingStore.stale`) and recomputes what an edit touched.
+
 Embeddings are kept as float16 (unit vectors need no more: the rounding error of a cosine is
 below 1e-3) and foreground probabilities as uint8 (steps of 1/255).
 """
@@ -23,7 +28,13 @@ import numpy as np
 
 from .errors import InputError, OutputExistsError
 
-__all__ = ["EmbeddingStore", "embedding_id", "image_fingerprint", "model_fingerprint"]
+__all__ = [
+    "EmbeddingStore",
+    "embedding_id",
+    "frame_hash",
+    "image_fingerprint",
+    "model_fingerprint",
+]
 
 _MARKER = "napari-cosine-embed embedding cache"
 
@@ -89,6 +100,25 @@ def image_fingerprint(image: Any, *, samples: int = 3) -> str:
     return digest.hexdigest()[:16]
 
 
+def frame_hash(frame: Any) -> int:
+    """A 63-bit hash of one frame's shape, dtype and every pixel (never 0, which means unknown).
+
+    About 1 ms per megapixel: cheap beside embedding the frame, and exact, so an edit of a
+    single pixel is seen.
+
+    Examples
+    --------
+    >>> a = np.zeros((4, 4), np.uint8)
+    >>> b = a.copy(); b[1, 2] = 1
+    >>> frame_hash(a) == frame_hash(a.copy()), frame_hash(a) == frame_hash(b)
+    (True, False)
+    """
+    arr = np.ascontiguousarray(np.asarray(frame))
+    digest = hashlib.blake2b(f"{arr.shape}{arr.dtype.str}".encode(), digest_size=8)
+    digest.update(arr.view(np.uint8).reshape(-1) if arr.size else b"")
+    return (int.from_bytes(digest.digest(), "little") >> 1) or 1
+
+
 class EmbeddingStore:
     """Embeddings and foreground probabilities of the frames of one movie, frame by frame.
 
@@ -117,6 +147,8 @@ class EmbeddingStore:
     (True, [0, 2])
     >>> store.get(1)[0].shape
     (2, 4, 4)
+    >>> store.frame_hashes()[1]  # unknown: put without a hash
+    0
     """
 
     def __init__(
@@ -134,6 +166,7 @@ class EmbeddingStore:
         self.model_id, self.image_id = model_id, image_id
         self.path = None if path is None else Path(path)
         self._memory: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        self._hashes = np.zeros(self.n_frames, np.uint64)
         self._group = None
         if self.path is not None:
             self._group = self._open_or_create(overwrite)
@@ -166,6 +199,12 @@ class EmbeddingStore:
                     f"{path} exists and is not an embedding cache; choose another folder"
                 )
             if attrs == self._meta:
+                if "frame_hash" not in group:  # a cache from before frame hashes: trust none
+                    group.create_array(
+                        "frame_hash", shape=(self.n_frames,), chunks=(self.n_frames,),
+                        dtype="uint64", fill_value=0,
+                    )  # fmt: skip
+                    group["done"][:] = False
                 return group
             if not overwrite:
                 raise OutputExistsError(
@@ -191,6 +230,10 @@ class EmbeddingStore:
             fill_value=0,
         )
         group.create_array("done", shape=(self.n_frames,), chunks=(self.n_frames,), dtype="bool")
+        group.create_array(
+            "frame_hash", shape=(self.n_frames,), chunks=(self.n_frames,), dtype="uint64",
+            fill_value=0,
+        )  # fmt: skip
         group.attrs.update(self._meta)
         return group
 
@@ -213,8 +256,19 @@ class EmbeddingStore:
             return [t for t in range(self.n_frames) if t not in self._memory]
         return np.flatnonzero(~np.asarray(self._group["done"][:])).tolist()
 
-    def put(self, t: int, embedding: np.ndarray, foreground: np.ndarray | None) -> None:
-        """Store frame ``t``: ``embedding`` (D, Y, X) and ``foreground`` (Y, X) or None."""
+    def put(
+        self,
+        t: int,
+        embedding: np.ndarray,
+        foreground: np.ndarray | None,
+        *,
+        source_hash: int = 0,
+    ) -> None:
+        """Store frame ``t``: ``embedding`` (D, Y, X) and ``foreground`` (Y, X) or None.
+
+        ``source_hash`` is :func:`frame_hash` of the image frame ``t`` they came from (0:
+        unknown: the caller vouches for it, and :meth:`stale` keeps it).
+        """
         t = self._check_t(t)
         emb = np.asarray(embedding)
         if emb.shape != (self.dim, *self.shape):
@@ -227,11 +281,58 @@ class EmbeddingStore:
             fg = np.round(np.clip(fg, 0, 1) * 255).astype(np.uint8)
         if self._group is None:
             self._memory[t] = (emb.astype(np.float16), fg)
+            self._hashes[t] = source_hash
             return
         self._group["embedding"][t] = emb.astype(np.float16)
         if fg is not None:
             self._group["foreground"][t] = fg
+        self._group["frame_hash"][t] = np.uint64(source_hash)
         self._group["done"][t] = True  # last: a frame half-written when stopped is recomputed
+
+    def frame_hashes(self) -> np.ndarray:
+        """:func:`frame_hash` of the image frame behind each stored frame (uint64, 0: unknown)."""
+        if self._group is None:
+            return self._hashes.copy()
+        return np.asarray(self._group["frame_hash"][:], np.uint64)
+
+    def stale(self, hashes: Any, history: Any) -> list[int]:
+        """Stored frames that no longer match the movie, given its frames' current hashes.
+
+        Parameters
+        ----------
+        hashes : sequence of int
+            :func:`frame_hash` of every frame of the movie as it is now.
+        history : callable
+            ``history(t)`` -> the frames whose pixels frame ``t``'s embedding depends on
+            (``t`` itself and the frames its recurrent state came through).
+
+        Returns
+        -------
+        list of int
+            Stored frames with a changed frame in their history. A frame stored without a
+            hash (``source_hash=0``, put by a caller who vouches for it) counts as unchanged.
+        """
+        current = np.asarray(hashes, np.uint64)
+        if current.shape != (self.n_frames,):
+            raise InputError(f"expected {self.n_frames} frame hashes, got {current.shape}")
+        stored = self.frame_hashes()
+        missing = set(self.missing())
+        done = [t for t in range(self.n_frames) if t not in missing]
+        changed = (stored != current) & (stored != 0)
+        return [t for t in done if any(changed[u] for u in history(t))]
+
+    def forget(self, frames: Any) -> None:
+        """Mark ``frames`` as not stored, so they are computed again."""
+        frames = [self._check_t(t) for t in frames]
+        if self._group is None:
+            for t in frames:
+                self._memory.pop(t, None)
+                self._hashes[t] = 0
+            return
+        if frames:
+            done = np.asarray(self._group["done"][:])
+            done[frames] = False
+            self._group["done"][:] = done
 
     def get(self, t: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Frame ``t`` as float32 arrays: ``(embedding (D, Y, X), foreground (Y, X) or None)``.
@@ -254,6 +355,7 @@ class EmbeddingStore:
     def clear(self) -> None:
         """Forget every frame (a disk store keeps its folder, marked empty)."""
         self._memory.clear()
+        self._hashes[:] = 0
         if self._group is not None:
             self._group["done"][:] = False
 

@@ -16,18 +16,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from .embedding_store import frame_hash
+from .errors import InputError, OutputExistsError
 
 __all__ = [
     "DEFAULT_FOREGROUND_THRESHOLD",
     "PipelineConfig",
     "PipelineResult",
     "Progress",
+    "cache_ids",
     "group_frame",
     "link_options",
     "run_pipeline",
@@ -193,6 +195,9 @@ class PipelineResult:
         napari Tracks graph ``{child: [parent]}``.
     seconds : dict of str to float
         Wall time per stage.
+    warnings : list of str
+        What the user should know about the result (non-finite pixels filled, cached frames
+        recomputed, every frame empty), one sentence each.
     """
 
     labels: np.ndarray
@@ -200,6 +205,7 @@ class PipelineResult:
     tracks: np.ndarray | None
     graph: dict | None
     seconds: dict[str, float]
+    warnings: list[str] = field(default_factory=list)
 
 
 def foreground_mask(foreground: np.ndarray | None, shape, config: PipelineConfig) -> np.ndarray:
@@ -292,8 +298,8 @@ def run_pipeline(
         As the generator's return value.
     """
     from .checkpoint import load_model
-    from .embed import iter_embed
-    from .embedding_store import EmbeddingStore, embedding_id, image_fingerprint
+    from .embed import embedding_history, iter_embed
+    from .embedding_store import EmbeddingStore
 
     if getattr(image, "ndim", None) not in (2, 3):
         raise InputError(f"image must be (T, Y, X) or (Y, X), got {getattr(image, 'shape', None)}")
@@ -308,35 +314,68 @@ def run_pipeline(
 
         model = model.to(resolve_device(config.device))
     if store is None:
-        store = EmbeddingStore(
-            n,
-            model.config.embedding_dim,
-            shape,
-            model_id=embedding_id(model, **config.embed_options()),
-            image_id=image_fingerprint(movie),
-        )
+        store = EmbeddingStore(n, model.config.embedding_dim, shape, **cache_ids(model, movie, config))
     elif store.n_frames != n or store.shape != shape:
         raise InputError(f"the embedding store is for {store.n_frames} frames of {store.shape}")
     seconds = {"embed": 0.0, "group": 0.0, "track": 0.0}
+    warnings: list[str] = []
 
-    # Embed: the recurrent state needs consecutive frames, so a resumed run restarts at the
-    # first missing frame (frames before it were computed with the same history).
+    def history(t: int) -> range:
+        return embedding_history(t, state_window=config.state_window, warmup=config.warmup)
+
+    # A kept store (on disk, or already filled) serves only frames whose whole history is
+    # unchanged: an edited frame, or one before it, means recomputing.
+    hashes = None
+    if store.path is not None or len(store.missing()) < n:
+        hashes = []
+        for t in range(n):
+            hashes.append(frame_hash(movie[t]))
+            yield Progress("check", t + 1, n)
+        kept = n - len(store.missing())
+        stale = store.stale(hashes, history)
+        stored = store.frame_hashes()
+        known, matched = stored != 0, stored == np.asarray(hashes, np.uint64)
+        if kept and known.any() and not (matched & known).any():
+            raise OutputExistsError(
+                f"the embedding cache {store.path or ''} holds another movie (none of its "
+                f"{kept} frames matches this one); choose another cache or delete it"
+            )
+        if stale:
+            store.forget(stale)
+            warnings.append(
+                f"{len(stale)} of {kept} cached frames were recomputed: the movie changed since "
+                f"they were cached (frames {_ranges(stale)})"
+            )
+
+    # Embed in order from the first missing frame: with a bounded state history each frame
+    # is rebuilt with the history it has in a whole run; without one, from frame 0.
     tic = time.perf_counter()
     missing = store.missing()
     done = n - len(missing)
+    nonfinite: dict[int, int] = {}
     if missing:
-        frames = range(missing[0], n) if config.track else missing
+        first = 0 if config.state_window is None else missing[0]
+        frames = range(first, n) if config.track else missing
         for result in iter_embed(
             model,
             movie,
             frames=frames,
             **config.embed_options(),
         ):
+            if result.nonfinite:
+                nonfinite[result.t] = result.nonfinite
             if not store.has(result.t):
-                store.put(result.t, result.embedding, result.foreground)
+                source = 0 if hashes is None else hashes[result.t]
+                store.put(result.t, result.embedding, result.foreground, source_hash=source)
                 done += 1
             yield Progress("embed", done, n)
     seconds["embed"] = time.perf_counter() - tic
+    if nonfinite:
+        warnings.append(
+            f"{len(nonfinite)} frame(s) held NaN or infinite pixels ({sum(nonfinite.values())} "
+            f"in all; frames {_ranges(sorted(nonfinite))}): they were filled with each frame's "
+            "lowest finite value before embedding"
+        )
 
     tic = time.perf_counter()
     if config.track and config.tracking == "pairs":
@@ -365,8 +404,9 @@ def run_pipeline(
                 break
             yield Progress("track", pair, total)
         seconds["track"] = time.perf_counter() - tic
+        warnings += _empty_warning(tracked.labels, store, config)
         return PipelineResult(
-            tracked.labels, tracked.lineage, tracked.tracks, tracked.graph, seconds
+            tracked.labels, tracked.lineage, tracked.tracks, tracked.graph, seconds, warnings
         )
 
     labels = np.zeros((n, *shape), np.uint16)
@@ -378,8 +418,10 @@ def run_pipeline(
         labels[t] = frame
         yield Progress("group", t + 1, n)
     seconds["group"] = time.perf_counter() - tic
+    warnings += _empty_warning(labels, store, config)
     if not config.track:
-        return PipelineResult(labels if image.ndim == 3 else labels[0], None, None, None, seconds)
+        labels = labels if image.ndim == 3 else labels[0]
+        return PipelineResult(labels, None, None, None, seconds, warnings)
 
     from .tracking import link_labels
 
@@ -389,7 +431,64 @@ def run_pipeline(
     del labels
     seconds["track"] = time.perf_counter() - tic
     yield Progress("track", 1, 1)
-    return PipelineResult(tracked.labels, tracked.lineage, tracked.tracks, tracked.graph, seconds)
+    return PipelineResult(
+        tracked.labels, tracked.lineage, tracked.tracks, tracked.graph, seconds, warnings
+    )
+
+
+def _ranges(frames: list[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``"0-2, 5, 7-8"`` (at most 6 runs shown)."""
+    runs: list[list[int]] = []
+    for t in frames:
+        if runs and t == runs[-1][1] + 1:
+            runs[-1][1] = t
+        else:
+            runs.append([t, t])
+    text = [f"{a}-{b}" if b > a else f"{a}" for a, b in runs[:6]]
+    return ", ".join(text) + (", ..." if len(runs) > 6 else "")
+
+
+def _empty_warning(labels: np.ndarray, store: Any, config: PipelineConfig) -> list[str]:
+    """Why every frame came out empty, when it did (a silent empty result helps nobody)."""
+    if np.any(labels):
+        return []
+    top = 0.0
+    for t in range(store.n_frames):
+        fg = store.get(t)[1]
+        if fg is not None:
+            top = max(top, float(fg.max(initial=0.0)))
+    threshold = config.foreground_threshold
+    if threshold is not None and top < threshold:
+        why = (
+            f"no pixel reaches the foreground threshold {threshold:g} (the highest foreground "
+            f"probability is {top:.3f}); lower --foreground-threshold"
+        )
+    else:
+        why = (
+            f"objects were found as foreground but none survived grouping and clean-up; "
+            f"check --min-cluster-size ({config.min_cluster_size}) and --min-size "
+            f"({config.min_size}) against the size of your objects in pixels"
+        )
+    return [f"every frame came out empty: {why}"]
+
+
+def cache_ids(model: Any, movie: Any, config: PipelineConfig) -> dict[str, str]:
+    """The identity of a movie's embeddings, for :class:`~.embedding_store.EmbeddingStore`.
+
+    ``model_id`` covers the weights, the normalisation, every inference option that changes
+    the embeddings and the kind of device (CUDA computes in bfloat16); ``image_id`` only the
+    movie's geometry and dtype: its pixels are checked frame by frame
+    (:func:`~.embedding_store.frame_hash`), so an edited frame is recomputed, not refused.
+    """
+    from .device import resolve_device
+    from .embedding_store import embedding_id
+
+    device = resolve_device(config.device).type
+    geometry = f"{tuple(int(s) for s in movie.shape)} {np.dtype(movie.dtype).str}"
+    return {
+        "model_id": embedding_id(model, **config.embed_options(), device=device),
+        "image_id": geometry,
+    }
 
 
 def link_options(config: PipelineConfig) -> dict[str, Any]:

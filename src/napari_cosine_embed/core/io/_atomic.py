@@ -5,6 +5,10 @@ Files are written to a temporary name in the destination folder and renamed into
 in a temporary sibling and renamed in one step; an existing destination is only replaced when
 the caller says ``overwrite=True``, and then it is moved aside first and removed only after the
 new folder is in place.
+
+Temporary names come from :mod:`tempfile`, which creates them private (0600 files, 0700
+folders); results are given the permissions an ordinary ``open``/``mkdir`` would have given
+them under the user's umask, so a shared results folder stays readable by the group.
 """
 
 from __future__ import annotations
@@ -13,10 +17,30 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import OutputExistsError
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the system allows."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    with _UMASK_LOCK:  # os.umask can only be read by setting it
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _public(path: Path, *, folder: bool) -> None:
+    """Give ``path`` the mode a plain open/mkdir would have: 0666 or 0777 less the umask."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
 
 
 def _fsync_dir(path: Path) -> None:
@@ -60,6 +84,10 @@ def atomic_write(
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
+        if path.exists():  # a replaced file keeps its permissions
+            os.chmod(tmp_path, path.stat().st_mode & 0o7777)
+        else:
+            _public(tmp_path, folder=False)
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
@@ -96,6 +124,7 @@ def atomic_folder(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
+        _public(tmp, folder=True)
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
