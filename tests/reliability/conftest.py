@@ -1,6 +1,6 @@
 """Fixtures of the reliability tests: a small crop of a real CTC sequence, and its checksums.
 
-The data-loss cases run end to end on real frames (Fluo-N2DH-SIM+ 02, 10 frames of 160 x 240
+The data-loss cases run end to end on real frames (Fluo-N2DH-SIM+ 02, 8 frames of 128 x 192
 around a few nuclei, with its ground truth cropped alike) and check afterwards that every input
 file is byte-for-byte what it was.
 """
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tifffile
 
-CROP = np.s_[480:640, 240:480]
-FRAMES = 10
+CROP = np.s_[480:608, 240:432]
+FRAMES = 8
 
 
 @pytest.fixture(scope="session")

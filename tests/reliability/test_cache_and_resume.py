@@ -77,9 +77,9 @@ def test_an_edited_frame_recomputes_its_history_and_nothing_else(sim_crop, tmp_p
     tifffile.imwrite(frame, edited)
     rerun = _segment(*argv, "--overwrite")
     assert rerun.returncode == 0, rerun.stderr
-    # frame 4 and the window 5-9, whose state is warmed up on frames 2-4, are stale
-    assert "6 of 10 cached frames were recomputed" in rerun.stderr
-    assert "frames 4-9" in rerun.stderr
+    # frame 4 and the window 5-7, whose state is warmed up on frames 2-4, are stale
+    assert "4 of 8 cached frames were recomputed" in rerun.stderr
+    assert "frames 4-7" in rerun.stderr
 
     fresh = tmp_path / "fresh"
     assert _segment(str(sim_crop / "01"), "-o", str(fresh)).returncode == 0

@@ -125,3 +125,24 @@ def test_ground_truth_without_curated_frames_is_told(tmp_path, setup):
     messages = [str(n.message) for n in notification_manager.records[before:]]
     assert any("curated" in m for m in messages), messages
     assert not (tmp_path / "01_GT").exists()
+
+
+def test_export_never_lands_on_the_autosaved_corrections(qtbot, tmp_path, setup):
+    from napari_cosine_embed._widgets._session import session_for
+
+    viewer, layer, _tracks, widget = setup
+    project = tmp_path / "projects" / "tracked-project"
+    project.mkdir(parents=True)
+    (project / "frame000.tif").write_text("a correction")
+    session_for(viewer).project_dir = project
+    widget._format.value = RESULT
+    widget._labels_choice.value = layer
+    widget._overwrite.value = True  # even so
+    for target in (project, project.parent, project / "inside"):
+        widget._path.value = target
+        before = len(notification_manager.records)
+        widget.control.button.native.click()
+        assert widget.control.worker is None
+        messages = [str(n.message) for n in notification_manager.records[before:]]
+        assert any("autosaved corrections" in m for m in messages), messages
+    assert (project / "frame000.tif").read_text() == "a correction"

@@ -110,11 +110,26 @@ class ExportWidget(Container):
         path = Path(path).expanduser()
         if self._format.value == TIFF and path.suffix.lower() not in (".tif", ".tiff"):
             path = path.with_name(path.name + ".tif")
+        self._check_not_over_sources(path)
         if path.exists() and not self._overwrite.value:
             raise OutputExistsError(
                 f"{path} already exists; tick 'overwrite' to replace it, or choose another path"
             )
         return path
+
+    def _check_not_over_sources(self, path: Path) -> None:
+        """Refuse an output that is, holds or sits inside a file a layer was opened from, or
+        the project folder the corrections are autosaved to (even with overwrite ticked)."""
+        from ..core.io.outputs import check_output
+
+        reads = [
+            (f"file layer '{layer.name}' was opened from", layer.source.path)
+            for layer in self._viewer.layers
+            if getattr(layer.source, "path", None)
+        ]
+        project = self._session.project_dir
+        reads.append(("project folder of your autosaved corrections", project))
+        check_output(path, reads, name="the export path")
 
     def _run(self) -> None:
         """Check the inputs and copy the data on the main thread, then write in a worker."""
