@@ -154,9 +154,7 @@ def test_a_stopped_finetune_calibrates_exits_non_zero_and_resumes(
     assert "foreground threshold" in printed.out
     state = tmp_path / "stopped.state.pt"
     assert f"--resume {state}" in printed.err
-    assert signal.getsignal(sig) is not None and signal.getsignal(signal.SIGINT) is (
-        signal.default_int_handler
-    )
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
     monkeypatch.setattr(trainer, "train_step", step)
     assert main([*finetune_argv, str(out), "--resume", str(state)]) == 0

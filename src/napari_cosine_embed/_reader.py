@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .core.errors import InputError
 from .core.io import READABLE_SUFFIXES, ReadResult, is_ctc_sequence_folder, read_any
 from .core.io.lineage import tracks_from_labels
 
@@ -25,7 +26,12 @@ PathLike = str | os.PathLike
 def _claims(path: Path) -> bool:
     name = path.name.lower()
     if path.is_dir():
-        return name.endswith(".zarr") or is_ctc_sequence_folder(path)
+        try:
+            return name.endswith(".zarr") or is_ctc_sequence_folder(path)
+        except InputError:
+            # A folder that cannot be listed: claim it, so reading it says why it fails
+            # instead of napari reporting that no plugin knows the path.
+            return True
     return any(name.endswith(s) for s in READABLE_SUFFIXES)
 
 

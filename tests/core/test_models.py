@@ -152,7 +152,8 @@ def test_config_round_trip_and_checkpoint_rebuilds_identical_model(tmp_path: Pat
     ("changes", "message"),
     [
         ({"norm": "layer"}, "norm must be one of"),
-        ({"levels": 0}, "levels must be >= 1"),
+        ({"levels": 0}, r"levels must be an integer in \[1, 8\]"),
+        ({"filters": 2.0}, "filters must be an integer"),
         ({"input_stride": 4}, "input_stride must be 1 or 2"),
         ({"first_recurrent_level": 3}, "first_recurrent_level must be in"),
     ],

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from .. import __version__
 from ..core.errors import InputError
+from ..core.limits import SEED, SYNTHETIC
+from . import _validate
 from ._common import print_json
 
 
@@ -63,6 +65,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             raise InputError(f"{name} {folder} is not a folder: {why}")
     if (gt / "SEG").is_dir() or (gt / "TRA").is_dir():
         measures = tuple(m.strip().upper() for m in args.measures.split(",") if m.strip())
+        tracked = [m for m in measures if m == "TRA" or m.startswith("BC")]
+        if tracked and not (res / "res_track.txt").is_file():
+            # The core scores such a folder with TRA = None; asked for by name, a silent null
+            # would read as a score, so say what is missing instead.
+            raise InputError(
+                f"{res / 'res_track.txt'}: no such lineage file; {', '.join(tracked)} need the "
+                f"result's tracks (use --measures SEG,DET to score the masks alone)"
+            )
         scores = metrics.ctc_scores(gt, res, measures=measures)
         report = {"kind": "ctc", "gt": str(gt), "res": str(res), **scores}
     else:
@@ -105,13 +115,32 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "synthetic movie of moving, touching and dividing nuclei.",
     )
     p.add_argument("out_dir", type=Path, metavar="OUT_DIR")
-    p.add_argument("--frames", type=int, default=50, help="number of frames (default 50)")
-    p.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("Y", "X"))
-    p.add_argument("--cells", type=int, default=14, help="nuclei in the first frame")
-    p.add_argument("--seed", type=int, default=0)
+    # the ranges SyntheticConfig checks; check_sample adds what they imply together (nuclei
+    # that fit the frame, divisions that stay countable, a movie that fits in memory)
+    p.add_argument(
+        "--frames",
+        type=_validate.number(SYNTHETIC["n_frames"]),
+        default=50,
+        help="number of frames (default 50)",
+    )
+    p.add_argument(
+        "--size",
+        type=_validate.number(SYNTHETIC["shape"]),
+        nargs=2,
+        default=(256, 256),
+        metavar=("Y", "X"),
+        help="frame size, pixels (default 256 256)",
+    )
+    p.add_argument(
+        "--cells",
+        type=_validate.number(SYNTHETIC["n_cells"]),
+        default=14,
+        help="nuclei in the first frame (default 14)",
+    )
+    p.add_argument("--seed", type=_validate.number(SEED), default=0)
     p.add_argument("--sequence", default="01", help="sequence name (default 01)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
-    p.set_defaults(func=_cmd_sample)
+    p.set_defaults(func=_validate.checked(p, _cmd_sample, _validate.check_sample))
 
     p = sub.add_parser(
         "evaluate",
@@ -125,6 +154,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--res", required=True, type=Path, help="result folder")
     p.add_argument(
         "--measures",
+        type=_validate.measure_list,
         default="SEG,DET,TRA,BC(1)",
         help="CTC measures: SEG, DET, TRA and BC(i), division detection with a tolerance of i "
         "frames (default SEG,DET,TRA,BC(1))",

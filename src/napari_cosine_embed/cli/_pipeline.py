@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..core.errors import InputError
+from . import _validate
 
 #: Embeddings of a movie up to this size (float16 bytes) stay in memory; larger ones go to disk.
 MEMORY_CACHE_LIMIT = 1 << 30
@@ -72,16 +73,42 @@ class ProgressPrinter:
         self.stream.flush()
 
 
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+
+
+def _read_settings(path: str) -> dict:
+    """The parameters of a ``settings.json``, each checked as :class:`PipelineConfig` does.
+
+    The file is either a ``segment`` result's settings (parameters under ``"parameters"``) or
+    an object of parameters. A problem is reported as ``--settings FILE: ...``, before any
+    input is read: the command-line options were checked as they were parsed, so what is
+    still wrong comes from the file.
+    """
+    from ..core.pipeline import PipelineConfig
+
+    where = f"--settings {path}"
+    try:
+        saved = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{where}: cannot read it ({exc})") from exc
+    parameters = saved.get("parameters", saved) if isinstance(saved, dict) else saved
+    if not isinstance(parameters, dict):
+        what = "the file" if parameters is saved else '"parameters"'
+        kind = _JSON_TYPES.get(type(parameters), "null" if parameters is None else "a number")
+        raise InputError(f"{where}: {what} must be a JSON object of parameters, not {kind}")
+    try:
+        PipelineConfig.from_dict(parameters)
+    except InputError as err:
+        raise InputError(f"{where}: {err}") from None
+    return parameters
+
+
 def _config(args: argparse.Namespace):
     from ..core.pipeline import PipelineConfig
 
     values = {}
     if args.settings is not None:
-        try:
-            saved = json.loads(Path(args.settings).read_text())
-        except (OSError, ValueError) as exc:
-            raise InputError(f"--settings {args.settings}: cannot read it ({exc})") from exc
-        values.update(saved.get("parameters", saved))
+        values.update(_read_settings(args.settings))
     for option, field in _OPTIONS.items():
         value = getattr(args, option, None)
         if value is not None:
@@ -98,7 +125,13 @@ def _read_2d(path: Path):
     if path.suffix.lower() in (".png", ".jpg", ".jpeg"):
         import imageio.v3 as iio
 
-        image = iio.imread(path)
+        try:
+            image = iio.imread(path)
+        except Exception as exc:  # imageio's plugins raise many types for a damaged file
+            raise InputError(
+                f"{path}: not a readable {path.suffix[1:].upper()} image: the file is corrupt, "
+                f"truncated or of another format ({type(exc).__name__}: {exc})"
+            ) from None
         return path.stem, image[..., :3].mean(-1) if image.ndim == 3 else image
     from ..core.io import read_any
 
@@ -329,17 +362,17 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
 def _read_label_movie(path: Path):
     from ..core.io import read_any
-    from ..core.io.ctc import list_frames, read_ctc_result
+    from ..core.io.ctc import list_frames, read_ctc_result, read_label_frames
+    from ..core.io.tiff import check_label_dtype
 
     if path.is_dir() and list_frames(path, "mask"):
         if (path / "res_track.txt").exists():
             return read_ctc_result(path)[0]
-        import numpy as np
-        import tifffile
 
         frames = list_frames(path, "mask")
-        return np.stack([tifffile.imread(frames[t]) for t in sorted(frames)])
+        return read_label_frames([frames[t] for t in sorted(frames)])
     image = read_any(path).image
+    check_label_dtype(path, image.dtype)
     return image
 
 
@@ -391,7 +424,12 @@ def _cmd_track(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub) -> None:
+    from ..core.limits import PIPELINE
     from ..core.pipeline import DEFAULT_FOREGROUND_THRESHOLD, GROUPINGS, TRACKINGS, PipelineConfig
+
+    def field(name: str):
+        """The option type of a PipelineConfig field: the range the config checks."""
+        return _validate.number(PIPELINE[name])
 
     defaults = {f.name: f.default for f in fields(PipelineConfig)}
     p = sub.add_parser(
@@ -409,52 +447,71 @@ def add_commands(sub) -> None:
     p.add_argument("--model", help=f"bundled name or .pt file (default {defaults['model']})")
     p.add_argument("--device", help="auto, cpu, cuda, mps (default auto)")
     p.add_argument("--grouping", choices=GROUPINGS, help="default hdbscan")
-    p.add_argument("--min-samples", type=int, help=f"HDBSCAN (default {defaults['min_samples']})")
+    p.add_argument(
+        "--min-samples",
+        type=field("min_samples"),
+        help=f"HDBSCAN (default {defaults['min_samples']})",
+    )
     p.add_argument(
         "--min-cluster-size",
-        type=int,
+        type=field("min_cluster_size"),
         help=f"HDBSCAN, pixels (default {defaults['min_cluster_size']})",
     )
     p.add_argument(
         "--coord-weight",
-        type=float,
+        type=field("coord_weight"),
         help=f"HDBSCAN position weight (default {defaults['coord_weight']})",
     )
-    p.add_argument("--epsilon", type=float, help="HDBSCAN cluster selection epsilon (default 0)")
-    p.add_argument("--bandwidth", type=float, help=f"mean-shift (default {defaults['bandwidth']})")
+    p.add_argument(
+        "--epsilon",
+        type=field("cluster_selection_epsilon"),
+        help="HDBSCAN cluster selection epsilon (default 0)",
+    )
+    p.add_argument(
+        "--bandwidth", type=field("bandwidth"), help=f"mean-shift (default {defaults['bandwidth']})"
+    )
     p.add_argument(
         "--foreground-threshold",
-        type=float,
+        type=field("foreground_threshold"),
         help="foreground probability to group (default: the model's calibrated threshold, "
         f"else {DEFAULT_FOREGROUND_THRESHOLD})",
     )
     p.add_argument(
-        "--min-size", type=int, help=f"smallest instance, pixels (default {defaults['min_size']})"
+        "--min-size",
+        type=field("min_size"),
+        help=f"smallest instance, pixels (default {defaults['min_size']})",
     )
     p.add_argument(
         "--split-depth",
-        type=float,
+        type=field("split_depth"),
         help="cut instances of round blobs joined by a neck this deep, relative "
         f"(default {defaults['split_depth']}; 0: never)",
     )
     p.add_argument(
         "--object-size",
-        type=float,
+        type=field("object_size"),
         help=f"nucleus diameter, pixels (default {defaults['object_size']})",
     )
     p.add_argument(
-        "--tile-size", type=int, help=f"tiled inference (default {defaults['tile_size']})"
+        "--tile-size",
+        type=field("tile_size"),
+        help=f"tiled inference, pixels (default {defaults['tile_size']}; at least twice the "
+        f"tile overlap, {defaults['tile_overlap']})",
     )
     p.add_argument(
         "--tracking", choices=TRACKINGS, help="overlap linking (default) or pair clustering"
     )
     p.add_argument(
-        "--min-track-length", type=int, help=f"frames (default {defaults['min_track_length']})"
+        "--min-track-length",
+        type=field("min_track_length"),
+        help=f"frames (default {defaults['min_track_length']})",
     )
-    p.add_argument("--max-gap", type=int, help=f"frames bridged (default {defaults['max_gap']})")
+    p.add_argument(
+        "--max-gap", type=field("max_gap"), help=f"frames bridged (default {defaults['max_gap']})"
+    )
     p.add_argument(
         "--split-back",
-        type=int,
+        type=field("split_back"),
         help="cut mothers along their daughters up to this many frames before a division seen "
         f"late (default {defaults['split_back']}; 0: never)",
     )
@@ -462,7 +519,7 @@ def add_commands(sub) -> None:
     p.add_argument("--settings", help="settings.json of an earlier run: start from its parameters")
     p.add_argument("--cache", help="keep the embeddings in this zarr folder (reused when rerun)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    p.set_defaults(func=_cmd_segment)
+    p.set_defaults(func=_validate.checked(p, _cmd_segment, _validate.check_segment))
 
     t = sub.add_parser(
         "track",
@@ -472,17 +529,17 @@ def add_commands(sub) -> None:
     )
     t.add_argument("labels", help="label movie: TIFF stack, zarr, or folder of maskNNN.tif")
     t.add_argument("-o", "--out", required=True, help="result folder to write")
-    for name, kind, what in (
-        ("min_iou", float, "smallest IoU of a continuation"),
-        ("min_track_length", int, "shorter tracks are dropped, frames"),
-        ("min_split_frames", int, "a child ending sooner undoes its division, frames"),
-        ("min_child_ratio", float, "a child smaller than this share of its sibling, too"),
-        ("max_gap", int, "frames bridged"),
-        ("split_back", int, "frames a late division may move back; 0: never"),
+    for name, what in (
+        ("min_iou", "smallest IoU of a continuation"),
+        ("min_track_length", "shorter tracks are dropped, frames"),
+        ("min_split_frames", "a child ending sooner undoes its division, frames"),
+        ("min_child_ratio", "a child smaller than this share of its sibling, too"),
+        ("max_gap", "frames bridged"),
+        ("split_back", "frames a late division may move back; 0: never"),
     ):
         t.add_argument(
             "--" + name.replace("_", "-"),
-            type=kind,
+            type=field(name),
             default=getattr(PipelineConfig, name),
             help=f"{what} (default {getattr(PipelineConfig, name)}, as in segment)",
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import operator
 import os
@@ -11,6 +12,8 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..core.errors import InputError
+from ..core.limits import TRAIN
+from . import _validate
 from ._common import print_json
 
 
@@ -34,17 +37,31 @@ def _parse_model_config(text: str):
             if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
                 raise InputError(f"--config: {key} must be true or false, got {value!r}")
             values[key] = value.lower() in ("1", "true", "yes")
-        else:
+        elif kind is int:
             try:
-                values[key] = kind(value)
+                values[key] = int(value)
             except ValueError:
-                raise InputError(
-                    f"--config: {key} must be a {kind.__name__}, got {value!r}"
-                ) from None
-    try:
+                raise InputError(f"--config: {key} must be an integer, got {value!r}") from None
+        else:
+            values[key] = value
+    try:  # ModelConfig checks every range (e.g. filters=0 or levels=50) and names the field
         return ModelConfig(**values)
     except ValueError as err:
         raise InputError(f"--config: {err}") from None
+
+
+def _model_config_text(text: str) -> str:
+    """The argparse ``type`` of ``--config``: checked when parsed, kept as the text.
+
+    ``train`` builds the network from the text later; checking it here stops a wrong
+    ``--config`` before any data is simulated or read.
+    """
+    if text.strip():
+        try:
+            _parse_model_config(text)
+        except InputError as err:
+            raise argparse.ArgumentTypeError(str(err).removeprefix("--config: ")) from None
+    return text
 
 
 def _is_path(value) -> bool:
@@ -200,8 +217,10 @@ def _run_trainer(
 
     previous = {sig: signal.signal(sig, request_stop) for sig in signals}
     run, started_step, started = trainer.run(), trainer.step, time.perf_counter()
+    skipped = 0
     try:
         for info in run:
+            skipped += int(info.get("skipped", 0))
             wall = time.perf_counter() - started
             if info["step"] % max(1, log_every) == 0 or info["step"] in (1, info["steps"]):
                 print(_format_step(info, started_step, wall), flush=True)
@@ -224,6 +243,13 @@ def _run_trainer(
     model = trainer.best_model
     if stop:
         print(f"stopped at step {trainer.step} of {trainer.config.steps}", flush=True)
+    if skipped:
+        print(
+            f"warning: {skipped} of {trainer.step - started_step} steps gave NaN or infinite "
+            "gradients and changed nothing; if most did, lower --lr",
+            file=sys.stderr,
+            flush=True,
+        )
     if calibrate and trainer.step > 0:
         try:
             if stop:
@@ -347,6 +373,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _read_labels(path: Path, n_frames: int):
     """Labels from a TIFF (Y, X) / (T, Y, X), a CTC GT folder (its SEG) or a CTC sequence."""
     from ..core.io import find_gt_folder, is_ctc_sequence_folder, read_any, read_ctc_gt
+    from ..core.io.tiff import check_label_dtype
 
     if path.is_dir() and not is_ctc_sequence_folder(path):
         gt = read_ctc_gt(path)
@@ -358,7 +385,21 @@ def _read_labels(path: Path, n_frames: int):
         if not gt.seg:
             raise InputError(f"{path}: its ground truth has no SEG masks to fine-tune on")
         return dict(gt.seg)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        axes = ""
+        with contextlib.suppress(Exception), tifffile.TiffFile(path) as tif:
+            axes = tif.series[0].axes  # an unreadable file is reported by read_any below
+        if axes.endswith("S"):  # samples: colour channels
+            raise InputError(
+                f"{path}: a colour (RGB) image, not labels; save the labels as a "
+                "single-channel integer TIFF"
+            )
     labels = read_any(path).image
+    check_label_dtype(path, labels.dtype)
+    if labels.ndim not in (2, 3):
+        raise InputError(f"{path}: labels must be (Y, X) or (T, Y, X), got shape {labels.shape}")
     if labels.ndim == 2 and n_frames == 1:
         labels = labels[None]
     return labels
@@ -379,6 +420,17 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     image = np.asarray(read_any(args.images).image)
     if image.ndim == 2:
         image = image[None]
+    if np.issubdtype(image.dtype, np.floating):
+        bad = ~np.isfinite(image)
+        if bad.any():
+            frames = sorted({int(t) for t in np.flatnonzero(bad.any(axis=(1, 2)))})
+            print(
+                f"warning: {int(bad.sum())} NaN or infinite pixels in --images (frames "
+                f"{', '.join(map(str, frames[:8]))}{', ...' if len(frames) > 8 else ''}): "
+                "they are filled with each frame's lowest finite value",
+                file=sys.stderr,
+                flush=True,
+            )
     labels = _read_labels(args.labels, image.shape[0])
     frames = None
     if args.frames:
@@ -458,6 +510,22 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+#: More threads than any machine has cores only adds switching.
+MAX_THREADS = 1024
+#: Synthetic training data is simulated and held in memory (check_train weighs the total).
+MAX_SYNTHETIC_MOVIES = 100_000
+# Random draws (synthetic_random.random_config) reach 3-30 % cover, 2.5 times that when
+# crowded, with nuclei from 12 px across: at 512 px and 32 frames their divisions stay under
+# SyntheticConfig's limit of nuclei, so no draw fails halfway through the simulation.
+MAX_SYNTHETIC_SIZE = 512
+MAX_SYNTHETIC_FRAMES = 32
+
+
+def _train_field(name: str):
+    """The option type of a TrainConfig field: the range TrainConfig checks."""
+    return _validate.number(TRAIN[name])
+
+
 def _add_run_options(
     p: argparse.ArgumentParser,
     *,
@@ -467,28 +535,48 @@ def _add_run_options(
     lr: float,
     foreground_crops: float,
 ) -> None:
-    """The options ``train`` and ``finetune`` share (their defaults differ)."""
-    p.add_argument("--steps", type=int, default=steps)
-    p.add_argument("--batch-size", type=int, default=batch_size)
-    p.add_argument("--crop", type=int, default=192)
+    """The options ``train`` and ``finetune`` share (their defaults differ).
+
+    Their types accept what :class:`~napari_cosine_embed.core.training.TrainConfig` accepts
+    (the table :data:`~napari_cosine_embed.core.limits.TRAIN`).
+    """
+    p.add_argument("--steps", type=_train_field("steps"), default=steps)
+    p.add_argument(
+        "--batch-size",
+        type=_train_field("batch_size"),
+        default=batch_size,
+        help=f"clips per step (default {batch_size})",
+    )
+    p.add_argument(
+        "--crop",
+        type=_train_field("crop"),
+        default=192,
+        help="side of the square crops, pixels; smaller frames are padded, the padding "
+        "ignored (default 192)",
+    )
     p.add_argument(
         "--foreground-crops",
-        type=float,
+        type=_train_field("foreground_crops"),
         default=foreground_crops,
         help="share of the crops placed on a labelled nucleus, the rest anywhere "
         f"(default {foreground_crops:g})",
     )
     p.add_argument(
         "--clip-length",
-        type=int,
+        type=_train_field("clip_length"),
         default=clip_length,
         help=f"frames per movie clip (default {clip_length})",
     )
-    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--lr", type=_train_field("lr"), default=lr)
     p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument(
+        "--threads",
+        type=_validate.integer(0, MAX_THREADS),
+        default=0,
+        help="CPU threads (default: torch's choice)",
+    )
+    p.add_argument("--seed", type=_train_field("seed"), default=0)
+    p.add_argument("--log-every", type=_train_field("log_every"), default=10)
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
 
@@ -503,17 +591,27 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, type=Path, help="model file to write (.pt)")
     p.add_argument(
-        "--synthetic-movies", type=int, default=0, metavar="N", help="synthetic training movies"
+        "--synthetic-movies",
+        type=_validate.integer(0, MAX_SYNTHETIC_MOVIES),
+        default=0,
+        metavar="N",
+        help="synthetic training movies",
     )
     p.add_argument(
-        "--synthetic-frames", type=int, default=8, help="frames per synthetic movie (default 8)"
+        "--synthetic-frames",
+        type=_validate.integer(1, MAX_SYNTHETIC_FRAMES),
+        default=8,
+        help="frames per synthetic movie (default 8)",
     )
     p.add_argument(
-        "--synthetic-size", type=int, default=256, help="synthetic frame size (default 256)"
+        "--synthetic-size",
+        type=_validate.integer(32, MAX_SYNTHETIC_SIZE),
+        default=256,
+        help="synthetic frame size (default 256)",
     )
     p.add_argument(
         "--crowded",
-        type=float,
+        type=_validate.real(0, 1),
         default=0.0,
         metavar="FRACTION",
         help="fraction of synthetic training movies with crowded, touching nuclei (default 0)",
@@ -523,20 +621,32 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--val-synthetic",
-        type=int,
+        type=_validate.integer(0, MAX_SYNTHETIC_MOVIES),
         default=4,
         metavar="N",
         help="held-out synthetic movies (default 4)",
     )
     p.add_argument(
-        "--val-dsb", type=int, default=24, metavar="N", help="held-out DSB images (default 24)"
+        "--val-dsb",
+        type=_validate.integer(0, 100_000),
+        default=24,
+        metavar="N",
+        help="held-out DSB images (default 24)",
     )
     _add_run_options(p, steps=2500, batch_size=4, clip_length=2, lr=1e-3, foreground_crops=0.0)
     p.add_argument(
-        "--bptt", type=int, default=0, help="frames per truncated-BPTT segment (0: whole clip)"
+        "--bptt",
+        type=_train_field("bptt"),
+        default=0,
+        help="frames per truncated-BPTT segment (0: whole clip)",
     )
-    p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--config", default="", help="network, e.g. stacks=2,levels=4,filters=32")
+    p.add_argument("--warmup", type=_train_field("warmup"), default=100)
+    p.add_argument(
+        "--config",
+        type=_model_config_text,
+        default="",
+        help="network, e.g. stacks=2,levels=4,filters=32",
+    )
     p.add_argument(
         "--init",
         metavar="MODEL",
@@ -552,22 +662,28 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--neighbour-radius",
-        type=float,
+        type=_train_field("neighbour_radius"),
         default=5.0,
         help="pixels within which other instances are pushed apart (cosine loss; default 5)",
     )
     p.add_argument(
-        "--foreground-weight", type=float, default=1.0, help="weight of the foreground BCE"
+        "--foreground-weight",
+        type=_train_field("foreground_weight"),
+        default=1.0,
+        help="weight of the foreground BCE",
     )
-    p.add_argument("--val-every", type=int, default=250)
+    p.add_argument("--val-every", type=_train_field("val_every"), default=250)
     p.add_argument(
-        "--checkpoint-every", type=int, default=250, help="save the training state every N steps"
+        "--checkpoint-every",
+        type=_train_field("checkpoint_every"),
+        default=250,
+        help="save the training state every N steps",
     )
     p.add_argument("--state", type=Path, help="training-state file (default OUT.state.pt)")
     p.add_argument(
         "--resume", type=Path, metavar="STATE", help="continue from a training-state file"
     )
-    p.set_defaults(func=_cmd_train)
+    p.set_defaults(func=_validate.checked(p, _cmd_train, _validate.check_train))
 
     p = sub.add_parser(
         "finetune",
@@ -582,20 +698,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", required=True, type=Path)
     p.add_argument("--labels", required=True, type=Path)
     p.add_argument(
-        "--frames", default="", help="curated frames, e.g. 0,5,9 (default: frames with labels)"
+        "--frames",
+        type=_validate.frame_list,
+        default="",
+        help="curated frames, e.g. 0,5,9 (default: frames with labels)",
     )
     p.add_argument("--out", required=True, type=Path)
     p.add_argument(
         "--state", type=Path, help="training-state file, kept while a run is unfinished "
         "(default OUT.state.pt)",
     )  # fmt: skip
-    p.add_argument(
-        "--resume", type=Path, metavar="STATE", help="continue an interrupted fine-tune"
-    )
+    p.add_argument("--resume", type=Path, metavar="STATE", help="continue an interrupted fine-tune")
     # FINETUNE_DEFAULTS' values, written out so that `--help` does not import torch
     # FINETUNE_DEFAULTS' values (a test checks), without importing torch to build the parser
     _add_run_options(p, steps=200, batch_size=2, clip_length=4, lr=2e-4, foreground_crops=0.5)
-    p.set_defaults(func=_cmd_finetune)
+    p.set_defaults(func=_validate.checked(p, _cmd_finetune, _validate.check_finetune))
 
     p = sub.add_parser("models", help="list the bundled models")
     p.add_argument("--json", action="store_true", help="print the listing as JSON")

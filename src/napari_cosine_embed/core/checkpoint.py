@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import importlib.resources
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,6 +226,8 @@ def _resolve(name_or_path: str | os.PathLike) -> tuple[Path, str]:
         or as_path.exists()
     )
     if is_path:
+        if as_path.is_dir():
+            raise InputError(f"{as_path}: is a folder, expected a model file (.pt)")
         if not as_path.is_file():
             raise InputError(f"{as_path}: no such model file")
         return as_path, as_path.stem
@@ -241,24 +244,55 @@ def _resolve(name_or_path: str | os.PathLike) -> tuple[Path, str]:
     raise InputError(f"no bundled model called {text!r} (bundled: {available}){hint}")
 
 
-def _why(exc: Exception) -> str:
+# What torch's weights-only unpickler says when the data is intact but names a Python object
+# (a class, a function) that it will not build; any other failure of it is damaged data.
+_DISALLOWED_OBJECT = re.compile(
+    r"GLOBAL (\S+) (?:was not an allowed global|whose module)|Trying to call reduce for "
+    r"unrecognized function|Can only (?:create new object|build)"
+)
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTOCOL = 0x80  # first byte of a pickle (protocol 2+): torch's pre-1.6 format
+
+
+def _load_failure(path: Path, head: bytes, exc: Exception) -> InputError:
+    """An :class:`InputError` naming what is wrong with a file ``torch.load`` refused."""
     text = str(exc).strip()
-    if "Weights only load failed" in text:
-        return "it holds Python objects, not only plain data and tensors; refused for safety"
-    first = text.splitlines()[0][:200] if text else "no details"
-    return f"{type(exc).__name__}: {first}"
+    disallowed = _DISALLOWED_OBJECT.search(text)
+    if disallowed:
+        what = disallowed.group(1) or "an object of an unknown type"
+        return InputError(
+            f"{path}: unsafe model file: it holds pickled Python objects ({what}), not only "
+            f"plain data and tensors, and is refused because loading it could run code; "
+            f"napari-cosine-embed models never hold such objects"
+        )
+    if not head.startswith(_ZIP_MAGIC) and head[:1] != bytes([_PICKLE_PROTOCOL]):
+        if all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+            kind = "it holds text"
+        else:
+            kind = "it does not start like one (no ZIP or pickle header)"
+        return InputError(f"{path}: not a model file: {kind}, not a PyTorch checkpoint")
+    # torch's own messages run over several lines and advise on unrelated settings; the first
+    # line (or the unpickler's own complaint) says what went wrong.
+    detail = text.rsplit("WeightsUnpickler error:", 1)[-1].strip() if text else ""
+    detail = detail.splitlines()[0].split(". ")[0][:160] if detail else type(exc).__name__
+    return InputError(
+        f"{path}: corrupt or truncated model file: the PyTorch checkpoint cannot be decoded "
+        f"({detail})"
+    )
 
 
 def _read_payload(path: Path) -> dict[str, Any]:
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: empty file, not a napari-cosine-embed model")
+    try:
+        with open(path, "rb") as file:
+            head = file.read(64)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    if not head:
+        raise InputError(f"{path}: empty file (0 bytes), not a napari-cosine-embed model")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types for truncated or foreign files
-        raise InputError(
-            f"{path}: not a readable napari-cosine-embed model (corrupt, truncated or foreign "
-            f"file: {_why(exc)})"
-        ) from exc
+        raise _load_failure(path, head, exc) from exc
     if isinstance(payload, dict) and isinstance(payload.get("model"), dict):
         payload = payload["model"]  # a training-state file (see training.trainer) holds one
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
@@ -283,11 +317,26 @@ def model_from_payload(payload: dict[str, Any], *, name: str = "", path: str | N
         normalisation = Normalisation.from_dict(dict(payload.get("normalisation") or {}))
         network = RecurrentStackedHourglass(config)
         network.load_state_dict(payload["state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        record = dict(payload.get("record") or {})
+    except KeyError as exc:
+        raise InputError(
+            f"{where}: the checkpoint does not describe a usable network (the entry {exc} is "
+            f"missing)"
+        ) from exc
+    except (TypeError, ValueError, RuntimeError, AttributeError) as exc:
         raise InputError(
             f"{where}: the checkpoint does not describe a usable network ({exc})"
         ) from exc
-    record = dict(payload.get("record") or {})
+    # A diverged training run saves NaN or infinite weights, which would embed every pixel
+    # as NaN and fail much later, far from the cause.
+    weights = network.state_dict().items()
+    bad = [k for k, v in weights if v.is_floating_point() and not v.isfinite().all()]
+    if bad:
+        raise InputError(
+            f"{where}: non-finite weights (NaN or infinity) in {len(bad)} tensor"
+            f"{'s' if len(bad) > 1 else ''}, e.g. {bad[0]!r}; the model cannot be used (was "
+            f"it saved after training diverged?)"
+        )
     network.eval()
     return EmbeddingModel(
         network, config, normalisation, record, str(payload.get("name") or name), path

@@ -14,8 +14,9 @@ default, or Payer et al.'s clustering of frame pairs (:func:`~.tracking.track_pa
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -23,6 +24,7 @@ import numpy as np
 
 from .embedding_store import frame_hash
 from .errors import InputError, OutputExistsError
+from .limits import PIPELINE, check_choice, check_fields, check_flag, check_text
 
 __all__ = [
     "DEFAULT_FOREGROUND_THRESHOLD",
@@ -46,6 +48,11 @@ TRACKINGS = ("overlap", "pairs")
 @dataclass
 class PipelineConfig:
     """Every parameter of a segmentation and tracking run (all plain data).
+
+    Every field is checked when the config is built, from code, a ``settings.json`` or the
+    command line alike: numbers against :data:`~.limits.PIPELINE` (the ranges the options of
+    ``segment`` and ``track`` accept), flags and choices by type. A wrong value raises
+    :class:`InputError` naming the field, the value and the range.
 
     Attributes
     ----------
@@ -120,25 +127,26 @@ max_gap, max_gap_distance, split_back, split_back_depth
     split_back_depth: float = 0.05
 
     def __post_init__(self) -> None:
-        if self.grouping not in GROUPINGS:
-            raise InputError(f"grouping must be one of {GROUPINGS}, got {self.grouping!r}")
-        if self.tracking not in TRACKINGS:
-            raise InputError(f"tracking must be one of {TRACKINGS}, got {self.tracking!r}")
-        if self.foreground_threshold is not None and not 0.0 <= self.foreground_threshold <= 1.0:
+        # Every field, however the config was built: a settings.json holding "5", NaN or
+        # true where a number belongs must fail here, naming the field, not deep in a run.
+        if isinstance(self.model, os.PathLike):
+            self.model = os.fspath(self.model)  # a path is kept as text, for settings.json
+        self.model = check_text(self.model, "model")
+        if self.device is not None:  # None leaves the model where it is
+            self.device = check_text(self.device, "device")
+        self.grouping = check_choice(self.grouping, "grouping", GROUPINGS)
+        self.tracking = check_choice(self.tracking, "tracking", TRACKINGS)
+        self.fill_holes = check_flag(self.fill_holes, "fill_holes")
+        self.track = check_flag(self.track, "track")
+        check_fields(self, PIPELINE)
+        # tiles overlapping by more than half would compute most pixels several times over
+        # (and cannot advance at all once the overlap reaches the tile size)
+        if self.tile_overlap > self.tile_size // 2:
             raise InputError(
-                f"foreground_threshold must be in [0, 1], got {self.foreground_threshold}"
+                f"tile_size must be at least twice tile_overlap ({self.tile_overlap}), got "
+                f"{self.tile_size}: give a tile_size of at least {2 * self.tile_overlap} or a "
+                "smaller tile_overlap"
             )
-        for name in ("min_samples", "min_cluster_size"):
-            if int(getattr(self, name)) < 1:
-                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.bandwidth > 0:
-            raise InputError(f"bandwidth must be > 0, got {self.bandwidth}")
-        if not 0.0 <= self.split_depth < 1.0:
-            raise InputError(f"split_depth must be in [0, 1), got {self.split_depth}")
-        if int(self.split_back) < 0:
-            raise InputError(f"split_back must be >= 0, got {self.split_back}")
-        if not 0.0 <= self.split_back_depth < 1.0:
-            raise InputError(f"split_back_depth must be in [0, 1), got {self.split_back_depth}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -162,9 +170,17 @@ max_gap, max_gap_distance, split_back, split_back_depth
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PipelineConfig:
-        """Build from a dict, refusing unknown keys (a typo must not be ignored)."""
+        """Build from a dict, refusing unknown keys (a typo must not be ignored).
+
+        Every value is checked as :meth:`__post_init__` does; :class:`InputError` names the
+        first field that is wrong, its value and what it accepts.
+        """
+        if not isinstance(values, Mapping):
+            raise InputError(
+                f"parameters must be a mapping of names to values, got {type(values).__name__}"
+            )
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(map(str, set(values) - known))
         if unknown:
             raise InputError(f"unknown settings {unknown}; known: {sorted(known)}")
         return cls(**values)
@@ -314,7 +330,9 @@ def run_pipeline(
 
         model = model.to(resolve_device(config.device))
     if store is None:
-        store = EmbeddingStore(n, model.config.embedding_dim, shape, **cache_ids(model, movie, config))
+        store = EmbeddingStore(
+            n, model.config.embedding_dim, shape, **cache_ids(model, movie, config)
+        )
     elif store.n_frames != n or store.shape != shape:
         raise InputError(f"the embedding store is for {store.n_frames} frames of {store.shape}")
     seconds = {"embed": 0.0, "group": 0.0, "track": 0.0}
@@ -461,7 +479,8 @@ def _empty_warning(labels: np.ndarray, store: Any, config: PipelineConfig) -> li
     if threshold is not None and top < threshold:
         why = (
             f"no pixel reaches the foreground threshold {threshold:g} (the highest foreground "
-            f"probability is {top:.3f}); lower --foreground-threshold"
+            f"probability is {top:.3f}): the movie may hold no objects, or lower "
+            "--foreground-threshold"
         )
     else:
         why = (

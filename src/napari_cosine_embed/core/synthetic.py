@@ -17,6 +17,7 @@ data for the embedding network
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,7 @@ from scipy import ndimage as ndi
 from skimage.measure import label as label_components
 
 from .errors import InputError
+from .limits import MAX_SYNTHETIC_CELLS, SYNTHETIC, check_choice, check_fields, check_flag
 
 __all__ = [
     "SyntheticConfig",
@@ -38,6 +40,7 @@ _ANGLES = np.linspace(-np.pi, np.pi, 181)  # outlines are tabulated every 2 degr
 _TEX = 40  # texture patch size, covering the normalised square [-1.25, 1.25]^2 of a nucleus
 _MITOSIS = 4  # frames of elongation and brightening before a division
 _DTYPE_MAX = {"uint8": 255, "uint16": 65535}
+_SPANS = ("radius", "aspect", "brightness", "cycle_length")  # (low, high) ranges of a draw
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,11 @@ class SyntheticConfig:
         Smaller visible pieces (at borders, under neighbours) get no label.
     seed : int
         Seed of the one random generator everything is drawn from.
+
+    Every field must lie within :data:`~napari_cosine_embed.core.limits.SYNTHETIC` (both ends
+    of a range too), the nuclei must fit the frame (:meth:`cells_that_fit`), and dividing
+    nuclei must stay under :data:`~napari_cosine_embed.core.limits.MAX_SYNTHETIC_CELLS`
+    (:meth:`estimated_peak_cells`); anything else raises :class:`InputError`.
     """
 
     shape: tuple[int, int] = (256, 256)
@@ -133,24 +141,96 @@ class SyntheticConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        spans = {"radius": self.radius, "aspect": self.aspect, "brightness": self.brightness}
-        spans["cycle_length"] = self.cycle_length or (1, 1)
-        checks = [
-            (0 < lo <= hi, f"{k} must be a range 0 < low <= high") for k, (lo, hi) in spans.items()
-        ]
-        checks += [
-            (len(self.shape) == 2 and min(self.shape) >= 16, "shape must be (Y, X), both >= 16"),
-            (self.n_frames >= 1 and self.n_cells >= 0, "n_frames must be >= 1, n_cells >= 0"),
-            (self.aspect[0] >= 1, "aspect is a ratio of axes, at least 1"),
-            (self.dtype in _DTYPE_MAX, "dtype must be 'uint16' or 'uint8'"),
-            (min(self.speed, self.blur, self.background, self.texture, self.read_noise,
-                 self.clumps) >= 0,
-             "speed, blur, background, texture, clumps and read_noise must be >= 0"),
-            (self.gain > 0 and 0 <= self.out_of_focus <= 1 and 0 <= self.dome <= 1,
-             "gain must be > 0, out_of_focus and dome in [0, 1]"),
-        ]  # fmt: skip
-        if problems := [message for ok, message in checks if not ok]:
-            raise InputError(f"invalid SyntheticConfig: {'; '.join(problems)} (got {self})")
+        # Every field, each end of a range too: NaN, text or an absurd size would otherwise
+        # surface as a crash deep in the renderer, or as a simulation that never ends.
+        def name(field: str) -> str:
+            return f"invalid SyntheticConfig: {field}"
+
+        pairs = ("shape", *_SPANS)
+        check_fields(self, {k: v for k, v in SYNTHETIC.items() if k not in pairs}, prefix=name(""))
+        for field in pairs:
+            span = getattr(self, field)
+            if field == "cycle_length" and not span:
+                object.__setattr__(self, field, None)  # no growth, no divisions
+                continue
+            if not isinstance(span, tuple | list) or len(span) != 2:
+                raise InputError(f"{name(field)} must be a pair of numbers, got {span!r}")
+            low, high = (SYNTHETIC[field].check(v, name(field)) for v in span)
+            if field != "shape" and low > high:
+                raise InputError(f"{name(field)} must be a range low <= high, got {span!r}")
+            object.__setattr__(self, field, (low, high))
+        check_choice(self.dtype, name("dtype"), tuple(_DTYPE_MAX))
+        open_boundary = check_flag(self.open_boundary, name("open_boundary"))
+        object.__setattr__(self, "open_boundary", open_boundary)
+
+        fit = self.cells_that_fit()
+        if self.n_cells > fit:
+            raise InputError(
+                f"{name('n_cells')}: {self.n_cells} nuclei of radius {self.radius[0]:g}-"
+                f"{self.radius[1]:g} px would cover the {self.shape[0]} x {self.shape[1]} "
+                f"frame more than twice over; at most {fit} fit"
+            )
+        peak = self.estimated_peak_cells()
+        if peak > MAX_SYNTHETIC_CELLS:
+            too_many = f"more than the {MAX_SYNTHETIC_CELLS} whose mutual repulsion fits in memory"
+            if not self.cycle_length:  # only the margin outside the frame can do that
+                raise InputError(
+                    f"{name('n_cells')}: with the margin around the frame the movie would hold "
+                    f"about {peak:.3g} nuclei, {too_many}; use fewer or smaller nuclei"
+                )
+            lo, hi = self.cycle_length
+            raise InputError(
+                f"{name('n_frames')}: {self.n_cells} nuclei dividing every {lo:g}-{hi:g} "
+                f"frames would multiply to about {peak:.3g} over {self.n_frames} frames, "
+                f"{too_many}; use at most {self.max_frames()} frames, fewer nuclei, a longer "
+                "cycle_length or set max_cells"
+            )
+
+    def cells_that_fit(self) -> int:
+        """The most nuclei the frame holds: their typical discs cover it twice at most.
+
+        Nuclei may overlap and drift into the margin, but packed much tighter they are pushed
+        onto each other and their repulsion divides by zero (NaN positions; seen in a third
+        of the movies from about twice the area on). Two always fit, as a few large nuclei in
+        a small frame (which :func:`~.synthetic_random.random_config` draws) mostly work.
+        """
+        radius = sum(self.radius) / 2
+        return max(2, int(2 * math.prod(self.shape) / (math.pi * radius**2)))
+
+    def estimated_peak_cells(self, n_frames: int | None = None) -> float:
+        """About the most nuclei alive at once, those in the margin outside the frame included.
+
+        Dividing nuclei double about every mean ``cycle_length`` frames until ``max_cells``
+        stops them, so a long movie grows exponentially: the simulation's memory (pairs of
+        nuclei) and time follow. ``n_frames``: for a movie of that length instead.
+        """
+        n_frames = self.n_frames if n_frames is None else n_frames
+        start = float(self.n_cells)
+        if self.open_boundary:  # as many again per area in the margin (see _initial_cells)
+            margin = 5 * self.radius[1]
+            start *= (self.shape[0] + margin) * (self.shape[1] + margin) / math.prod(self.shape)
+        if not self.cycle_length:
+            return start
+        doublings = min(n_frames / (sum(self.cycle_length) / 2), 1000.0)
+        grown = start * 2.0**doublings
+        if self.max_cells is not None:  # at most all of them divide once more
+            grown = min(grown, max(start, 2.0 * self.max_cells))
+        return grown
+
+    def max_frames(self) -> int:
+        """The longest movie of this configuration within :data:`MAX_SYNTHETIC_CELLS` nuclei."""
+        if self.estimated_peak_cells(1) > MAX_SYNTHETIC_CELLS:
+            return 0
+        if self.estimated_peak_cells(SYNTHETIC["n_frames"].high) <= MAX_SYNTHETIC_CELLS:
+            return int(SYNTHETIC["n_frames"].high)
+        low, high = 1, int(SYNTHETIC["n_frames"].high)  # peak grows with the length: bisect
+        while low < high:
+            mid = (low + high + 1) // 2
+            if self.estimated_peak_cells(mid) <= MAX_SYNTHETIC_CELLS:
+                low = mid
+            else:
+                high = mid - 1
+        return low
 
 
 @dataclass(eq=False)
@@ -256,7 +336,8 @@ def _repulsion(cells: dict, overlap: float) -> np.ndarray:
     radius, aspect = _size_now(cells)
     reach, pos = radius * aspect**0.25, cells["pos"]
     delta = pos[:, None, :] - pos[None, :, :]
-    dist = np.sqrt((delta**2).sum(-1)) + np.eye(len(pos))
+    # floored: two nuclei at the same spot (crowded draws) would divide 0 by 0 and make NaN
+    dist = np.maximum(np.sqrt((delta**2).sum(-1)) + np.eye(len(pos)), 1e-9)
     short = np.clip((reach[:, None] + reach[None, :]) * (1 - overlap) - dist, 0, None)
     short *= cells["ghost"][:, None] == cells["ghost"][None, :]
     np.fill_diagonal(short, 0.0)

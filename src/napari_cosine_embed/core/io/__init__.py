@@ -43,7 +43,7 @@ from .lineage import (
 )
 from .tiff import TIFF_SUFFIXES, read_tiff, read_tiff_frames, rgb_to_gray, write_labels_tiff
 from .video import VIDEO_SUFFIXES, read_video
-from .zarr_store import ZARR_SUFFIXES, read_zarr
+from .zarr_store import ZARR_METADATA, ZARR_SUFFIXES, read_zarr
 
 __all__ = [
     "READABLE_SUFFIXES",
@@ -77,8 +77,6 @@ __all__ = [
 
 #: File and folder name endings :func:`read_any` knows (a CTC sequence folder has none).
 READABLE_SUFFIXES = (*TIFF_SUFFIXES, *VIDEO_SUFFIXES, *ZARR_SUFFIXES)
-
-_ZARR_METADATA = ("zarr.json", ".zarray", ".zgroup")
 
 
 @dataclass
@@ -118,7 +116,7 @@ def is_ctc_sequence_folder(path: str | os.PathLike) -> bool:
 def _is_zarr(path: Path) -> bool:
     if path.name.lower().endswith(ZARR_SUFFIXES):
         return True
-    return path.is_dir() and any((path / m).is_file() for m in _ZARR_METADATA)
+    return path.is_dir() and any((path / m).is_file() for m in ZARR_METADATA)
 
 
 def _tiff_stem(path: Path) -> str:

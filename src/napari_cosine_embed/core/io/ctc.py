@@ -27,7 +27,7 @@ import tifffile
 from ..errors import InputError
 from ._atomic import atomic_folder
 from .lineage import _as_lineage, check_lineage, lineage_from_labels, read_lineage, write_lineage
-from .tiff import parallel_map, read_tiff_frame, read_tiff_frames
+from .tiff import check_label_dtype, parallel_map, read_label_frame, read_tiff_frames
 
 __all__ = [
     "CTCGroundTruth",
@@ -36,6 +36,7 @@ __all__ = [
     "read_ctc_gt",
     "read_ctc_result",
     "read_ctc_sequence",
+    "read_label_frames",
     "read_lineage",
     "write_ctc_gt",
     "write_ctc_result",
@@ -67,7 +68,11 @@ def list_frames(folder: str | os.PathLike, prefix: str) -> dict[int, Path]:
     """
     pattern = re.compile(rf"^{re.escape(prefix)}(\d+)\.tiff?$")
     found: dict[int, Path] = {}
-    for entry in Path(folder).iterdir():
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError as exc:
+        raise InputError(f"{folder}: cannot be read ({exc.strerror or exc})") from exc
+    for entry in entries:
         match = pattern.match(entry.name)
         if match and entry.is_file():
             frame = int(match.group(1))
@@ -232,11 +237,53 @@ def read_ctc_result(folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         The masks, in their stored dtype (uint16 when written by :func:`write_ctc_result`).
     lineage : ndarray of shape (N, 4), int64
         The lineage rows, sorted by label.
+
+    Raises
+    ------
+    InputError
+        Naming the folder or file: no masks, masks not numbered 0..T-1, a mask unreadable,
+        of another shape or not of an integer dtype, ``res_track.txt`` missing or malformed.
+        Whether the lineage describes the masks is not checked here (see
+        :func:`.lineage.validate_ctc_lineage`).
     """
     folder = _existing_folder(folder)
     paths = _consecutive(folder, list_frames(folder, "mask"), "maskNNN.tif")
-    labels = read_tiff_frames(paths)
+    labels = read_label_frames(paths)
     return labels, read_lineage(folder / "res_track.txt")
+
+
+def read_label_frames(paths, *, lazy: bool = False):
+    """Stack single-frame label TIFF files (CTC masks or markers) into a label movie.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        One 2D label TIFF per frame, in time order (at least one).
+    lazy : bool, optional
+        Return a dask array; the dtype is still checked up front, from the file headers.
+
+    Returns
+    -------
+    ndarray or dask.array.Array of shape (T, Y, X)
+        Labels in their stored integer dtype.
+
+    Raises
+    ------
+    InputError
+        Naming the file: unreadable, not 2D, frames of different shapes or dtypes, a dtype
+        that is not integer, or (when read at once) negative labels.
+    """
+    paths = [Path(p) for p in paths]
+    labels = read_tiff_frames(paths, lazy=lazy)
+    # Every frame shares the first one's dtype (read_tiff_frames checks), so one check will do.
+    check_label_dtype(paths[0], labels.dtype)
+    eager_signed = isinstance(labels, np.ndarray) and labels.dtype.kind == "i" and labels.size
+    if eager_signed and labels.min() < 0:
+        t = int(np.flatnonzero(labels.min(axis=(1, 2)) < 0)[0])
+        raise InputError(
+            f"{paths[t]}: labels must be >= 0 (0 is the background), found {labels[t].min()}"
+        )
+    return labels
 
 
 @dataclass
@@ -289,7 +336,8 @@ def read_ctc_gt(folder: str | os.PathLike, *, lazy: bool = False) -> CTCGroundTr
     ------
     InputError
         Neither ``SEG`` nor ``TRA`` holds frame files; TRA frames are not numbered 0..T-1 or
-        differ in shape; ``man_track.txt`` is missing; SEG and TRA frames differ in size.
+        differ in shape; a frame is unreadable or not of an integer dtype; ``man_track.txt``
+        is missing or malformed; SEG and TRA frames differ in size.
     """
     folder = _existing_folder(folder)
     seg_dir, tra_dir = folder / "SEG", folder / "TRA"
@@ -300,10 +348,10 @@ def read_ctc_gt(folder: str | os.PathLike, *, lazy: bool = False) -> CTCGroundTr
             f"{folder}: no ground truth found (expected SEG/man_segNNN.tif or "
             f"TRA/man_trackNNN.tif files)"
         )
-    seg = dict(zip(seg_paths, parallel_map(read_tiff_frame, seg_paths.values()), strict=True))
+    seg = dict(zip(seg_paths, parallel_map(read_label_frame, seg_paths.values()), strict=True))
     tra = lineage = None
     if tra_paths:
-        tra = read_tiff_frames(_consecutive(tra_dir, tra_paths, "man_trackNNN.tif"), lazy=lazy)
+        tra = read_label_frames(_consecutive(tra_dir, tra_paths, "man_trackNNN.tif"), lazy=lazy)
         lineage = read_lineage(tra_dir / "man_track.txt")
         shape = tuple(tra.shape)
     else:

@@ -16,7 +16,7 @@ so a lazy movie is never held in memory as a whole.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +27,11 @@ from ._atomic import atomic_write
 __all__ = [
     "check_lineage",
     "lineage_from_labels",
+    "lineage_problems",
     "read_lineage",
     "split_track_gaps",
     "tracks_from_labels",
+    "validate_ctc_lineage",
     "write_lineage",
 ]
 
@@ -196,6 +198,138 @@ def split_track_gaps(
     return out, lineage[np.argsort(lineage[:, 0], kind="stable")]
 
 
+def _table_problems(
+    frame_labels: Sequence[np.ndarray], table: np.ndarray, *, allow_gaps: bool = False
+) -> list[str]:
+    """Every way ``table`` fails to describe a movie whose frames hold ``frame_labels``.
+
+    Works from the labels present in each frame (found once by the caller), so the movie is
+    not read again. Problems with the table itself come first, then those against the
+    movie in frame order; each label is named once per kind of problem, with a count of the
+    other frames concerned.
+    """
+    n_frames = len(frame_labels)
+    problems: list[str] = []
+    ids, counts = np.unique(table[:, 0], return_counts=True)
+    if np.any(counts > 1):
+        problems.append(f"lineage has duplicate labels: {ids[counts > 1][:10].tolist()}")
+    rows: dict[int, tuple[int, int, int]] = {}
+    for lab, first, last, parent in table.tolist():
+        rows.setdefault(lab, (first, last, parent))
+    ranges: dict[int, tuple[int, int]] = {}  # rows whose range can be checked against frames
+    for lab, (first, last, parent) in rows.items():
+        if lab <= 0:
+            problems.append(f"lineage label {lab} is not positive")
+            continue
+        if last < first:
+            problems.append(f"label {lab} ends in frame {last}, before it begins in frame {first}")
+        elif first < 0 or last >= n_frames:
+            problems.append(
+                f"label {lab} has frame range {first}..{last}, which is not inside the "
+                f"movie's frames 0..{n_frames - 1}"
+            )
+        else:
+            ranges[lab] = (first, last)
+        if parent == 0:
+            continue
+        if parent < 0:
+            problems.append(f"label {lab} has a negative parent {parent}")
+        elif parent == lab:
+            problems.append(f"label {lab} is its own parent")
+        elif parent not in rows:
+            problems.append(f"label {lab} has parent {parent}, which is not in the lineage")
+        elif rows[parent][1] >= first:
+            problems.append(
+                f"label {lab} starts in frame {first} but its parent {parent} ends in frame "
+                f"{rows[parent][1]}; a parent must end before its child starts"
+            )
+
+    # (first frame concerned, kind, label, message): kind 0 = present where it should not
+    # be, 1 = absent where it should be; sorted, they read like a walk through the movie.
+    found: list[tuple[int, int, int, str]] = []
+
+    def misplaced(lab: int, frames: np.ndarray, span: tuple, *, missing: bool, note="") -> None:
+        """Note that ``lab`` is in (or missing from) ``frames``, against its range ``span``."""
+        if frames.size == 0:
+            return
+        n = frames.size - 1
+        more = f" (and {n} more frame{'s' if n > 1 else ''})" if n else ""
+        where, side = ("missing from", "inside") if missing else ("present in", "outside")
+        message = (
+            f"label {lab} is {where} frame {frames[0]}, {side} its lineage range "
+            f"{span[0]}..{span[1]}{more}{note}"
+        )
+        found.append((int(frames[0]), int(missing), lab, message))
+
+    present = np.concatenate([np.zeros(0, np.int64), *map(np.asarray, frame_labels)])
+    frame = np.repeat(np.arange(n_frames), [len(x) for x in frame_labels])
+    order = np.lexsort((frame, present))
+    present, frame = present[order], frame[order]
+    labels, starts = np.unique(present, return_index=True)
+    # np.split of an empty movie still gives one (empty) piece, hence the slice.
+    frames_of = dict(zip(labels.tolist(), np.split(frame, starts[1:])[: labels.size], strict=True))
+    for lab, frames in frames_of.items():
+        if lab not in rows:
+            message = f"label {lab} is in frame {frames[0]} but has no lineage row"
+            found.append((int(frames[0]), 0, lab, message))
+    for lab, span in ranges.items():
+        first, last = span
+        frames = frames_of.get(lab, np.zeros(0, np.int64))
+        misplaced(lab, frames[(frames < first) | (frames > last)], span, missing=False)
+        expected = np.unique([first, last]) if allow_gaps else np.arange(first, last + 1)
+        absent = np.setdiff1d(expected, frames, assume_unique=True)
+        note = "" if frames.size else "; it is in no frame at all"
+        misplaced(lab, absent, span, missing=True, note=note)
+    return problems + [message for *_, message in sorted(found)]
+
+
+def _summary(problems: Sequence[str], *, listed: int = 5) -> str:
+    """The problems as one message: all of them when few, else the first few and a count."""
+    if len(problems) == 1:
+        return problems[0]
+    shown = "; ".join(problems[:listed])
+    rest = len(problems) - listed
+    return f"{len(problems)} problems: {shown}" + (f"; and {rest} more" if rest > 0 else "")
+
+
+def lineage_problems(labels, lineage, *, allow_gaps: bool = False) -> list[str]:
+    """Every way in which a lineage table fails to describe a label movie.
+
+    Parameters
+    ----------
+    labels : array of shape (T, Y, X)
+        Integer label movie (numpy or dask); 0 is background. Read one frame at a time.
+    lineage : array-like of shape (N, 4)
+        Rows ``[label, first_frame, last_frame, parent]``.
+    allow_gaps : bool, optional
+        Accept a label that is missing from frames strictly inside its range (it must still
+        be in its first and last frame). CTC ground truth may have such gaps, where a marker
+        was not drawn; a CTC result may not.
+
+    Returns
+    -------
+    list of str
+        One plain sentence per problem, empty when the table describes the movie: duplicate
+        or non-positive labels, a range that ends before it begins or lies outside the
+        movie's frames, an unknown or negative parent, a label that is its own parent, a
+        child that does not start after its parent ends, a movie label without a row, a label
+        present outside its range or missing from a frame of it.
+
+    Examples
+    --------
+    >>> movie = np.zeros((3, 4, 4), dtype=np.uint16)
+    >>> movie[:, 1, 1] = 5
+    >>> lineage_problems(movie, [[5, 0, 2, 0]])
+    []
+    >>> lineage_problems(movie, [[5, 0, 1, 5]])
+    ['label 5 is its own parent', 'label 5 is present in frame 2, outside its lineage range 0..1']
+    """
+    _check_movie(labels)
+    table = _as_lineage(lineage)
+    frame_labels = [_frame_labels(labels[t]) for t in range(labels.shape[0])]
+    return _table_problems(frame_labels, table, allow_gaps=allow_gaps)
+
+
 def check_lineage(labels, lineage) -> None:
     """Check that a lineage table describes a label movie exactly.
 
@@ -209,10 +343,8 @@ def check_lineage(labels, lineage) -> None:
     Raises
     ------
     InputError
-        Naming the first problem found: a duplicate or non-positive label, a frame range
-        outside the movie or reversed, a label missing from a frame of its range or present
-        outside it, a movie label with no row, an unknown parent, a label that is its own
-        parent, or a parent that does not end before its child starts.
+        Naming the problems found (the first few and a count when there are many), as
+        :func:`lineage_problems` lists them.
 
     Examples
     --------
@@ -224,50 +356,39 @@ def check_lineage(labels, lineage) -> None:
     ...
     napari_cosine_embed.core.errors.InputError: label 5 is present in frame 1, outside its lineage range 0..0
     """
-    _check_movie(labels)
-    table = _as_lineage(lineage)
-    n_frames = labels.shape[0]
-    ids = table[:, 0]
-    if np.unique(ids).size != ids.size:
-        dup = sorted({int(v) for v in ids if (ids == v).sum() > 1})
-        raise InputError(f"lineage has duplicate labels: {dup[:10]}")
-    by_label = {int(r[0]): (int(r[1]), int(r[2]), int(r[3])) for r in table}
-    for lab, (first, last, parent) in by_label.items():
-        if lab <= 0:
-            raise InputError(f"lineage label {lab} is not positive")
-        if not 0 <= first <= last < n_frames:
-            raise InputError(
-                f"label {lab} has frame range {first}..{last}, which is not inside the "
-                f"movie's frames 0..{n_frames - 1} or ends before it starts"
-            )
-        if parent == 0:
-            continue
-        if parent == lab:
-            raise InputError(f"label {lab} is its own parent")
-        if parent not in by_label:
-            raise InputError(f"label {lab} has parent {parent}, which is not in the lineage")
-        if by_label[parent][1] >= first:
-            raise InputError(
-                f"label {lab} starts in frame {first} but its parent {parent} ends in frame "
-                f"{by_label[parent][1]}; a parent must end before its child starts"
-            )
-    for t in range(n_frames):
-        present = set(_frame_labels(labels[t]).tolist())
-        for lab in sorted(present):
-            if lab not in by_label:
-                raise InputError(f"label {lab} is in frame {t} but has no lineage row")
-            first, last, _ = by_label[lab]
-            if not first <= t <= last:
-                raise InputError(
-                    f"label {lab} is present in frame {t}, outside its lineage range "
-                    f"{first}..{last}"
-                )
-        for lab, (first, last, _) in by_label.items():
-            if first <= t <= last and lab not in present:
-                raise InputError(
-                    f"label {lab} is missing from frame {t}, inside its lineage range "
-                    f"{first}..{last}"
-                )
+    problems = lineage_problems(labels, lineage)
+    if problems:
+        raise InputError(_summary(problems))
+
+
+def validate_ctc_lineage(
+    labels, lineage, *, track_file: str | os.PathLike, allow_gaps: bool = False
+) -> None:
+    """Check a CTC track file (``man_track.txt``, ``res_track.txt``) against its masks.
+
+    Parameters
+    ----------
+    labels : array of shape (T, Y, X)
+        The masks or markers the track file belongs to (numpy or dask).
+    lineage : array-like of shape (N, 4)
+        The track file's rows ``[label, first_frame, last_frame, parent]``.
+    track_file : path-like
+        The track file, named in the message.
+    allow_gaps : bool, optional
+        Accept labels missing from frames strictly inside their range, as CTC ground truth
+        may have (see :func:`lineage_problems`).
+
+    Raises
+    ------
+    InputError
+        Naming ``track_file`` and listing the first few problems with their count.
+    """
+    problems = lineage_problems(labels, lineage, allow_gaps=allow_gaps)
+    if problems:
+        n_frames = labels.shape[0]
+        raise InputError(
+            f"{track_file} does not match its {n_frames} mask frames: {_summary(problems)}"
+        )
 
 
 def tracks_from_labels(labels, lineage) -> tuple[np.ndarray, dict[int, list[int]]]:
@@ -344,12 +465,30 @@ def read_lineage(path: str | os.PathLike) -> np.ndarray:
     -------
     ndarray of shape (N, 4), int64
         Rows ``[label, first_frame, last_frame, parent]`` sorted by label.
+
+    Raises
+    ------
+    InputError
+        Naming the file (and line): missing, unreadable, not text, a line that is not four
+        integers, a negative number or label 0. Whether the rows agree with each other and
+        with the masks is checked by :func:`validate_ctc_lineage`.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected a lineage text file")
     if not path.is_file():
         raise InputError(f"{path}: no such lineage file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path}: not a lineage text file (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start} is not text); expected one line 'L B E P' per track"
+        ) from exc
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
@@ -357,9 +496,19 @@ def read_lineage(path: str | os.PathLike) -> np.ndarray:
             values = [int(f) for f in fields]
         except ValueError:
             values = []
-        if len(values) != 4:
+        if len(values) != 4 or any(abs(v) >= 2**62 for v in values):
             raise InputError(
                 f"{path}, line {number}: expected four integers 'L B E P', got {line!r}"
+            )
+        if min(values) < 0:
+            raise InputError(
+                f"{path}, line {number}: negative number in {line.strip()!r}; label, first "
+                f"frame, last frame and parent are all >= 0"
+            )
+        if values[0] == 0:
+            raise InputError(
+                f"{path}, line {number}: label 0 in {line.strip()!r}; 0 is the background, "
+                f"track labels start at 1"
             )
         rows.append(values)
     table = np.asarray(rows, dtype=np.int64).reshape(-1, 4)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import struct
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +35,9 @@ from ._atomic import atomic_write
 
 __all__ = [
     "TIFF_SUFFIXES",
+    "check_label_dtype",
     "parallel_map",
+    "read_label_frame",
     "read_tiff",
     "read_tiff_frame",
     "read_tiff_frames",
@@ -48,6 +51,63 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 
 _STACK_AXES = set("TZIQ")
+
+# What reading a file that is not a TIFF, is cut short or has a damaged header raises: besides
+# tifffile's own error, a corrupt header surfaces as whatever the parsing code trips on
+# (found by fuzzing: struct.error on a cut header, ZeroDivisionError and TypeError on
+# nonsense tag values, MemoryError when a damaged shape claims hundreds of GiB).
+_TIFF_ERRORS = (
+    tifffile.TiffFileError,
+    ValueError,
+    OSError,
+    EOFError,
+    RuntimeError,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+    struct.error,
+    MemoryError,
+)
+
+# Other formats people save under a .tif name, by their first bytes.
+_FOREIGN_MAGIC = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"\x89HDF", "an HDF5 file"),
+)
+
+
+def _tiff_error(path: Path, exc: BaseException) -> InputError:
+    """An :class:`InputError` saying in plain words why ``path`` could not be read as a TIFF."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        # The operating system refused (permissions, a folder, a failing disk): not the content.
+        return InputError(f"{path}: cannot be read ({exc.strerror or exc})")
+    if isinstance(exc, MemoryError):
+        return InputError(
+            f"{path}: not a readable TIFF file: its header declares more pixels than fit in "
+            f"memory (a corrupt header, or an image too large to read at once)"
+        )
+    try:
+        with open(path, "rb") as file:
+            head = file.read(256)
+    except OSError:
+        head = None
+    if head == b"":
+        what = "the file is empty (0 bytes)"
+    elif head is not None and not head.startswith((b"II", b"MM")):
+        named = [name for magic, name in _FOREIGN_MAGIC if head.startswith(magic)]
+        if named:
+            what = f"it is {named[0]} under a TIFF name"
+        elif all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+            what = "it holds text, not image data"
+        else:
+            what = "it does not start with a TIFF header"
+    else:
+        what = f"the file is corrupt or truncated ({type(exc).__name__}: {exc})"
+    return InputError(f"{path}: not a readable TIFF file: {what}")
 
 
 def rgb_to_gray(image: np.ndarray) -> np.ndarray:
@@ -141,6 +201,8 @@ def read_tiff(path: str | os.PathLike) -> np.ndarray:
         When RGB(A) is converted to grayscale, and when an OME-TIFF's Z axis is read as time.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected a TIFF file")
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     try:
@@ -151,14 +213,19 @@ def read_tiff(path: str | os.PathLike) -> np.ndarray:
                 photometric = series.keyframe.photometric
                 is_ome = tif.is_ome
                 data = series.asarray()
-    except (tifffile.TiffFileError, ValueError, OSError, EOFError, RuntimeError) as exc:
-        raise InputError(f"{path}: not a readable TIFF file ({exc})") from exc
+    except _TIFF_ERRORS as exc:
+        raise _tiff_error(path, exc) from exc
     if errors:
         # tifffile logs (rather than raises) broken page chains and then returns only the
         # pages it could reach; silently reading part of a movie would be worse than failing.
         raise InputError(f"{path}: corrupt or truncated TIFF file ({'; '.join(errors)})")
     if series is None:
         raise InputError(f"{path}: the TIFF file holds no image data")
+    if np.iscomplexobj(data):
+        raise InputError(
+            f"{path}: the pixels have dtype {data.dtype}; complex values are not supported, "
+            f"expected real-valued intensities (integer or float)"
+        )
 
     if not axes.replace("S", "").endswith("YX"):
         raise _unsupported(path, axes, shape, "non-planar")
@@ -259,10 +326,13 @@ def write_labels_tiff(
 
 # --- folders of single-frame files (CTC sequences, ground truth and results) -----------------
 
-_TIFF_ERRORS = (tifffile.TiffFileError, ValueError, OSError, EOFError, RuntimeError, IndexError)
-
 
 def _require_2d(path: Path, shape: tuple) -> None:
+    if len(shape) == 3 and shape[-1] in (3, 4):
+        raise InputError(
+            f"{path}: expected a single-channel 2D (Y, X) frame, got shape {shape}, which looks "
+            f"like an RGB(A) colour image; save one channel (grayscale or labels) instead"
+        )
     if len(shape) != 2:
         raise InputError(
             f"{path}: expected a 2D (Y, X) frame, got shape {shape}; stacks of 3D frames are "
@@ -284,21 +354,66 @@ def read_tiff_frame(path: str | os.PathLike) -> np.ndarray:
         The frame in its stored dtype.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected a TIFF file")
     try:
         frame = tifffile.imread(path)
     except _TIFF_ERRORS as exc:
-        raise InputError(f"{path}: not a readable TIFF file ({exc})") from exc
+        raise _tiff_error(path, exc) from exc
     _require_2d(path, frame.shape)
+    return frame
+
+
+def check_label_dtype(path: str | os.PathLike, dtype) -> None:
+    """Raise :class:`InputError` naming ``path`` unless ``dtype`` can hold instance labels.
+
+    Labels are whole numbers (any integer dtype, or bool for a single object); a float,
+    complex or other dtype means the file holds an image rather than labels, or was saved
+    the wrong way.
+    """
+    dtype = np.dtype(dtype)
+    if not (np.issubdtype(dtype, np.integer) or dtype == np.bool_):
+        raise InputError(
+            f"{path}: wrong dtype for labels: the file stores {dtype} values, but label "
+            f"images must have an integer dtype (CTC masks are uint16)"
+        )
+
+
+def read_label_frame(path: str | os.PathLike) -> np.ndarray:
+    """Read a TIFF file holding one 2D label image.
+
+    Parameters
+    ----------
+    path : path-like
+        A single-image TIFF of instance labels, 0 = background.
+
+    Returns
+    -------
+    ndarray of shape (Y, X)
+        The labels in their stored (integer or bool) dtype.
+
+    Raises
+    ------
+    InputError
+        Naming the file: unreadable, not 2D, not an integer dtype, or negative labels.
+    """
+    path = Path(path)
+    frame = read_tiff_frame(path)
+    check_label_dtype(path, frame.dtype)
+    if frame.dtype.kind == "i" and frame.size and frame.min() < 0:
+        raise InputError(f"{path}: labels must be >= 0 (0 is the background), found {frame.min()}")
     return frame
 
 
 def _frame_meta(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype of a frame file, from its header (no pixels are decoded)."""
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected a TIFF file")
     try:
         with tifffile.TiffFile(path) as tif:
             shape, dtype = tuple(tif.series[0].shape), np.dtype(tif.series[0].dtype)
     except _TIFF_ERRORS as exc:
-        raise InputError(f"{path}: not a readable TIFF file ({exc})") from exc
+        raise _tiff_error(path, exc) from exc
     _require_2d(path, shape)
     return shape, dtype
 

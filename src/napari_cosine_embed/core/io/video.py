@@ -48,8 +48,12 @@ def read_video(path: str | os.PathLike) -> np.ndarray:
     import imageio.v3 as iio
 
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected a video file")
     if not path.is_file():
         raise InputError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: not a readable video file: the file is empty (0 bytes)")
     frames = []
     try:
         for frame in iio.imiter(path, plugin="FFMPEG"):

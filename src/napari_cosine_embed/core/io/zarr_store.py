@@ -13,14 +13,38 @@ dropped. Nothing is read from the chunks until the returned dask array is comput
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from ..errors import InputError
 
-__all__ = ["ZARR_SUFFIXES", "read_zarr"]
+__all__ = ["ZARR_METADATA", "ZARR_SUFFIXES", "read_zarr"]
 
 ZARR_SUFFIXES = (".zarr",)
+#: Files at the top of every Zarr array or group: Zarr v3, then v2 array and group.
+ZARR_METADATA = ("zarr.json", ".zarray", ".zgroup")
+
+
+class _ReportingReads:
+    """A Zarr array whose reads name the store when a chunk cannot be decoded.
+
+    The store is opened lazily, so a damaged chunk only shows when a frame is computed, deep
+    in a later step; this turns the codec's bare error into one that names the store.
+    """
+
+    def __init__(self, array, path: Path) -> None:
+        self.array, self.path = array, path
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __getitem__(self, key):
+        try:
+            return self.array[key]
+        except (RuntimeError, ValueError, OSError, EOFError) as exc:
+            raise InputError(
+                f"{self.path}: corrupt Zarr chunk: the data cannot be decoded "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
 
 
 def _multiscales(attrs) -> list | None:
@@ -58,6 +82,11 @@ def _pick_array(path: Path, node):
             ) from exc
         return array, _axis_names(meta, array.ndim)
     arrays = [name for name, _ in node.arrays()]
+    if not arrays:
+        raise InputError(
+            f"{path}: this Zarr group holds no array (is an array's metadata file missing?); "
+            f"expected a Zarr array, an OME-Zarr image or a group with exactly one array"
+        )
     if len(arrays) != 1:
         raise InputError(
             f"{path}: expected a Zarr array, an OME-Zarr image or a group with exactly one "
@@ -82,8 +111,10 @@ def read_zarr(path: str | os.PathLike):
     Raises
     ------
     InputError
-        The path is not a Zarr store, the group holds no single array, or the array has
-        several channels, both time and Z, or more than three axes of length above 1.
+        The path is not a Zarr store, its metadata is missing or corrupt, the group holds no
+        single array, or the array has several channels, both time and Z, or more than three
+        axes of length above 1. A chunk that cannot be decoded raises it too, when the
+        frames that need it are computed.
 
     Examples
     --------
@@ -99,12 +130,26 @@ def read_zarr(path: str | os.PathLike):
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such Zarr store")
+    if not path.is_dir():
+        raise InputError(f"{path}: is a file, but a Zarr store is a folder")
+    if not any((path / name).is_file() for name in ZARR_METADATA):
+        raise InputError(
+            f"{path}: not a readable Zarr store: it has no Zarr metadata file "
+            f"({', '.join(ZARR_METADATA)}); the store is incomplete or was not written by Zarr"
+        )
     try:
         node = zarr.open(store=str(path), mode="r")
-    except (FileNotFoundError, ValueError, KeyError, TypeError, OSError) as exc:
+        array, names = _pick_array(path, node)
+    except InputError:
+        raise  # already says what is wrong (it is a ValueError too, caught below otherwise)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: corrupt Zarr metadata: not valid JSON ({exc})") from exc
+    except KeyError as exc:
+        raise InputError(f"{path}: incomplete Zarr metadata: the entry {exc} is missing") from exc
+    except (FileNotFoundError, ValueError, TypeError, OSError) as exc:
         raise InputError(f"{path}: not a readable Zarr array or group ({exc})") from exc
-    array, names = _pick_array(path, node)
-    data = da.from_zarr(array)
+    # A random dask name: the wrapper has no stable token, and each call reads afresh anyway.
+    data = da.from_array(_ReportingReads(array, path), chunks=array.chunks, name=False)
     shape = tuple(data.shape)
     if names is not None:
         keep = [

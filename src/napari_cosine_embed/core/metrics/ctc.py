@@ -152,7 +152,8 @@ def _check_result_tracks(labels_per_frame: Sequence[np.ndarray], lineage: np.nda
     Works from the labels already found frame by frame, so the movie is not read again. A
     valid result has unique positive track labels, non-negative parents that exist and end
     before their children begin, and each track present in exactly the frames
-    ``first_frame..last_frame`` of its lineage row, with no label missing from the lineage.
+    ``first_frame..last_frame`` of its lineage row, with no label missing from the lineage
+    (the checks of :func:`napari_cosine_embed.core.io.lineage.lineage_problems`).
 
     Parameters
     ----------
@@ -161,49 +162,11 @@ def _check_result_tracks(labels_per_frame: Sequence[np.ndarray], lineage: np.nda
     lineage : ndarray of shape (N, 4)
         The result lineage, rows ``[label, first_frame, last_frame, parent]``.
     """
-    lin = _as_lineage(lineage, "the result")
-    present = np.concatenate([np.zeros(0, np.int64), *map(np.asarray, labels_per_frame)])
-    frame = np.repeat(np.arange(len(labels_per_frame)), [len(x) for x in labels_per_frame])
-    if lin.shape[0] == 0:
-        if present.size:
-            raise InputError("the result is not a valid CTC result: its lineage is empty")
-        return
-    label, begin, end, parent = lin.T
-    problems = []
-    if np.unique(label).size != label.size:
-        problems.append("track labels repeat")
-    if np.any(label <= 0) or np.any(parent < 0):
-        problems.append("labels must be positive and parents non-negative")
-    if np.any(end < begin):
-        problems.append(f"tracks end before they begin: {label[end < begin][:5].tolist()}")
-    order = np.argsort(label, kind="stable")
+    from ..io.lineage import _summary, _table_problems
 
-    def row_of(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Lineage row of each label in ``values``, and whether it has one."""
-        pos = np.minimum(np.searchsorted(label[order], values), label.size - 1)
-        return order[pos], label[order[pos]] == values
-
-    child = np.flatnonzero(parent > 0)
-    parent_row, known = row_of(parent[child])
-    if not np.all(known):
-        problems.append(f"parents that are no track: {parent[child][~known][:5].tolist()}")
-    late = child[known][end[parent_row[known]] >= begin[child[known]]]
-    if late.size:
-        problems.append(f"tracks begin before their parent ends: {label[late][:5].tolist()}")
-    row, known = row_of(present)
-    if not np.all(known):
-        problems.append(f"labels in the masks, not in the lineage: {present[~known][:5].tolist()}")
-    row, frame = row[known], frame[known]
-    first = np.full(label.size, np.iinfo(np.int64).max)
-    last = np.full(label.size, -1)
-    np.minimum.at(first, row, frame)
-    np.maximum.at(last, row, frame)
-    n_present = np.bincount(row, minlength=label.size)
-    wrong = (n_present != end - begin + 1) | (first != begin) | (last != end)
-    if np.any(wrong):
-        problems.append(f"tracks not present in exactly their frames: {label[wrong][:5].tolist()}")
+    problems = _table_problems(labels_per_frame, _as_lineage(lineage, "the result"))
     if problems:
-        raise InputError("the result is not a valid CTC result: " + "; ".join(problems))
+        raise InputError("the result is not a valid CTC result: " + _summary(problems))
 
 
 def _edges(vertices: _Vertices, lineage: np.ndarray, what: str):
@@ -389,17 +352,34 @@ def ctc_scores(
         One entry per requested measure, in the order asked. It is None where the data for it
         are missing: no annotated SEG frame (SEG), no TRA markers (DET, TRA, BC), no lineage on
         either side (TRA, BC) or no division in the reference (BC).
+
+    Raises
+    ------
+    InputError
+        Naming the folder or file: unreadable or missing frames, frames of the wrong dtype,
+        a result whose frame count or frame size differs from the ground truth, or a track
+        file (``man_track.txt``, ``res_track.txt``) that does not describe its masks. A
+        ground-truth track may miss frames inside its range (a marker not drawn); a result
+        track may not, as in the CTC's own validation.
     """
     measures = list(measures)
     bc_tolerance = {m: _bc_tolerance(m) for m in measures if m not in MEASURES}
     from ..io.ctc import read_ctc_gt, read_ctc_result
+    from ..io.lineage import validate_ctc_lineage
     from .divisions import division_scores
 
+    gt_dir, res_dir = Path(gt_dir), Path(res_dir)
     gt = read_ctc_gt(gt_dir)
-    if (Path(res_dir) / "res_track.txt").is_file():
+    if (res_dir / "res_track.txt").is_file():
         labels, lineage = read_ctc_result(res_dir)
     else:
-        labels, lineage = _read_masks(Path(res_dir)), None
+        labels, lineage = _read_masks(res_dir), None
+    _check_folders_agree(gt_dir, gt.shape, res_dir, labels.shape, gt_has_tra=gt.tra is not None)
+    if gt.lineage is not None:
+        track_file = gt_dir / "TRA" / "man_track.txt"
+        validate_ctc_lineage(gt.tra, gt.lineage, track_file=track_file, allow_gaps=True)
+    if lineage is not None:
+        validate_ctc_lineage(labels, lineage, track_file=res_dir / "res_track.txt")
     scores: dict[str, float | None] = {}
     if "SEG" in measures:
         scores["SEG"] = seg_score(gt.seg, labels) if gt.seg else None
@@ -429,13 +409,33 @@ def _bc_tolerance(measure: str) -> int:
 
 def _read_masks(folder: Path):
     """The ``maskNNN.tif`` frames of a result folder that has no ``res_track.txt``."""
-    import tifffile
+    from ..io.ctc import _consecutive, _existing_folder, list_frames, read_label_frames
 
-    from ..io.ctc import list_frames
+    folder = _existing_folder(folder)
+    return read_label_frames(_consecutive(folder, list_frames(folder, "mask"), "maskNNN.tif"))
 
-    if not folder.is_dir():
-        raise InputError(f"{folder}: no such folder")
-    frames = list_frames(folder, "mask")
-    if list(frames) != list(range(len(frames))) or not frames:
-        raise InputError(f"{folder}: maskNNN.tif frames must be numbered 0..T-1")
-    return np.stack([tifffile.imread(p) for p in frames.values()])
+
+def _check_folders_agree(
+    gt_dir: Path, gt_shape: tuple, res_dir: Path, res_shape: tuple, *, gt_has_tra: bool
+) -> None:
+    """InputError, naming both folders, when the result's frames do not fit the ground truth.
+
+    Without TRA markers the ground truth's length is only that of its last SEG frame, so the
+    result may then be longer, not shorter.
+    """
+    if tuple(res_shape[1:]) != tuple(gt_shape[1:]):
+        raise InputError(
+            f"{res_dir}: the masks are {res_shape[1]}x{res_shape[2]} pixels but the ground "
+            f"truth frames in {gt_dir} are {gt_shape[1]}x{gt_shape[2]}"
+        )
+    if res_shape[0] < gt_shape[0]:
+        raise InputError(
+            f"{res_dir}: {res_shape[0]} mask frames (mask000..), but the ground truth in "
+            f"{gt_dir} has {gt_shape[0]} frames; mask frames are missing"
+        )
+    if gt_has_tra and res_shape[0] > gt_shape[0]:
+        raise InputError(
+            f"{res_dir}: {res_shape[0]} mask frames (mask000..), but the ground truth in "
+            f"{gt_dir} has only {gt_shape[0]} TRA frames; are ground-truth frames missing, or "
+            f"is this the result of another sequence?"
+        )

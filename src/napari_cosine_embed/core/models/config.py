@@ -7,8 +7,11 @@ and ``ModelConfig.from_dict`` rebuilds the exact network that wrote it.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+from ..limits import MODEL, check_choice, check_fields, check_flag
 
 NORMS = ("none", "batch", "group", "instance")
 POOLINGS = ("avg", "max")
@@ -23,6 +26,9 @@ class ModelConfig:
     which takes about 0.13 s on two CPU cores (``benchmarks/bench_model_forward.py``; the budget
     is 0.4 s). ``input_stride=1, filters=16`` keeps full resolution throughout for about the same
     cost, with less capacity.
+
+    The sizes must lie within :data:`~napari_cosine_embed.core.limits.MODEL` (e.g. at most 8
+    stacks, 8 levels, 256 filters); anything else raises ``ValueError`` naming the field.
 
     Parameters
     ----------
@@ -78,16 +84,19 @@ class ModelConfig:
     input_stride: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("stacks", "levels", "filters", "embedding_dim", "in_channels"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
+        # Checkpoints and --config text reach here too: a string, a float or an absurd size
+        # must fail with the field's name, not as a shape error deep inside the network.
+        # (InputError is a ValueError, which loading a checkpoint turns into a clear refusal.)
+        check_fields(self, MODEL, prefix="ModelConfig.")
+        for name in ("recurrent", "foreground_head", "separable"):
+            object.__setattr__(self, name, check_flag(getattr(self, name), f"ModelConfig.{name}"))
         for name, allowed in (("norm", NORMS), ("pooling", POOLINGS), ("merge", MERGES)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(
-                    f"ModelConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}"
-                )
-        if self.input_stride not in (1, 2):
-            raise ValueError(f"ModelConfig.input_stride must be 1 or 2, got {self.input_stride}")
+            check_choice(getattr(self, name), f"ModelConfig.{name}", allowed)
+        stride = self.input_stride
+        integral = isinstance(stride, numbers.Integral) and not isinstance(stride, bool)
+        if not integral or stride not in (1, 2):
+            raise ValueError(f"ModelConfig.input_stride must be 1 or 2, got {stride!r}")
+        object.__setattr__(self, "input_stride", int(stride))
         if not 0 <= self.first_recurrent_level < self.levels:
             raise ValueError(
                 f"ModelConfig.first_recurrent_level must be in [0, levels={self.levels}), "

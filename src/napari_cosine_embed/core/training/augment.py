@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
+from ..limits import Range, check_flag
+
 __all__ = ["AugmentConfig", "augment_clip", "crop_clip"]
 
 
@@ -40,6 +43,23 @@ class AugmentConfig:
     gamma: tuple[float, float] = (0.7, 1.4)
     offset: float = 0.05
     noise: float = 0.05
+
+    def __post_init__(self) -> None:
+        # read back from training-state files and model records, so checked like any input
+        for name in ("flips", "rotations"):
+            object.__setattr__(self, name, check_flag(getattr(self, name), f"AugmentConfig.{name}"))
+        factor = Range(float, 0, 100, low_open=True)  # drawn log-uniformly: positive
+        for name in ("scale", "gamma"):
+            span = getattr(self, name)
+            if not isinstance(span, tuple | list) or len(span) != 2:
+                raise InputError(f"AugmentConfig.{name} must be a (low, high) pair, got {span!r}")
+            low, high = (factor.check(v, f"AugmentConfig.{name}") for v in span)
+            if low > high:
+                raise InputError(f"AugmentConfig.{name} must have low <= high, got {span!r}")
+            object.__setattr__(self, name, (low, high))
+        for name in ("offset", "noise"):
+            value = Range(float, 0, 100).check(getattr(self, name), f"AugmentConfig.{name}")
+            object.__setattr__(self, name, value)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from ..checkpoint import EmbeddingModel, plain
 from ..embedding_quality import aggregate_quality, embedding_quality
+from ..limits import TRAIN, check_choice, check_fields, check_flag, check_text
 from ..losses import LossConfig
 from ..models import ModelConfig, ModelOutput, detach_state
 from .augment import AugmentConfig
@@ -41,6 +42,10 @@ __all__ = [
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides a training run; stored in the record of the trained model.
+
+    Numbers must lie within :data:`~napari_cosine_embed.core.limits.TRAIN` (e.g. a batch of
+    at most 256 clips, crops of 32 to 2048 pixels, ``lr`` in (0, 1]); anything else raises
+    ``ValueError`` naming the field.
 
     Attributes
     ----------
@@ -107,15 +112,17 @@ class TrainConfig:
     foreground_crops: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "crop", "clip_length"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.schedule not in ("cosine", "constant"):
-            raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if not 0.0 <= self.foreground_crops <= 1.0:
-            raise ValueError(f"foreground_crops must be in [0, 1], got {self.foreground_crops}")
+        # Also what a training-state file or a model record holds: checked field by field,
+        # against the ranges the command line's options use (InputError is a ValueError).
+        check_fields(self, TRAIN, prefix="TrainConfig.")
+        check_choice(self.schedule, "TrainConfig.schedule", ("cosine", "constant"))
+        object.__setattr__(self, "amp", check_flag(self.amp, "TrainConfig.amp"))
+        check_text(self.device, "TrainConfig.device")
+        for name, kind in (("loss", LossConfig), ("augment", AugmentConfig)):
+            if not isinstance(getattr(self, name), kind):
+                raise ValueError(
+                    f"TrainConfig.{name} must be a {kind.__name__}, got {getattr(self, name)!r}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (for records and training-state files)."""
