@@ -132,3 +132,15 @@ def test_pipeline_uses_the_calibrated_threshold_unless_told(default_model, movie
     assert labelled_pixels(strict, plain) < loose
     told = PipelineConfig(device="cpu", track=False, foreground_threshold=0.05)
     assert labelled_pixels(strict, told) == loose
+
+
+@pytest.mark.parametrize("value", ["0.4x", float("nan"), 7.0, [0.3]])
+def test_a_damaged_calibrated_threshold_is_named_not_ignored(default_model, value):
+    from napari_cosine_embed.core.errors import InputError
+
+    damaged = default_model.copy()
+    damaged.record["foreground_calibration"] = {"threshold": value}
+    with pytest.raises(InputError, match="calibrated foreground threshold"):
+        recommended_threshold(damaged)
+    # the user's own threshold still works with such a model
+    assert PipelineConfig(foreground_threshold=0.3).for_model(damaged).foreground_threshold == 0.3

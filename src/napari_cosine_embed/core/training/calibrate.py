@@ -11,12 +11,14 @@ otherwise (:func:`recommended_threshold`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._generators import result_of
+from ..errors import InputError
 from ..pipeline import DEFAULT_FOREGROUND_THRESHOLD
 
 if TYPE_CHECKING:
@@ -53,9 +55,19 @@ def recommended_threshold(model: Any) -> float:
     it has one, else :data:`DEFAULT_FOREGROUND_THRESHOLD`.
     """
     value = (calibration(model) or {}).get("threshold")
-    if value is None or not 0.0 <= float(value) <= 1.0:
+    if value is None:
         return DEFAULT_FOREGROUND_THRESHOLD
-    return float(value)
+    try:
+        threshold = float(value)
+    except (TypeError, ValueError):
+        threshold = math.nan
+    if not 0.0 <= threshold <= 1.0:  # NaN fails this too
+        where = getattr(model, "path", None) or getattr(model, "name", "the model")
+        raise InputError(
+            f"{where}: its calibrated foreground threshold {value!r} is not a number in [0, 1]; "
+            "the model file is damaged (pass --foreground-threshold to use it anyway)"
+        )
+    return threshold
 
 
 def _units(data: TrainingData, max_frames: int) -> list[tuple[Any, int]]:
