@@ -113,3 +113,33 @@ def test_a_trained_model_is_never_lost(tmp_path, capsys, monkeypatch):
     assert rescued.is_file()
     assert checkpoint.load_model(rescued, device="cpu").record["steps"] == 2
     rescued.unlink()
+
+
+def test_torch_write_failures_are_reported_as_write_failures(tmp_path, monkeypatch):
+    import torch
+
+    from napari_cosine_embed.core import checkpoint
+
+    def full(payload, path):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 15808")
+
+    monkeypatch.setattr(torch, "save", full)
+    model = EmbeddingModel.new(ModelConfig(stacks=1, levels=2, filters=8, embedding_dim=4))
+    with pytest.raises(OSError, match="could not be written"):
+        checkpoint.save_model(tmp_path / "m.pt", model)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_single_png_is_labelled(tmp_path, capsys):
+    import imageio.v3 as iio
+
+    image = np.zeros((64, 64, 4), np.uint8)
+    image[20:40, 20:40, :3] = 200
+    image[..., 3] = 255
+    iio.imwrite(tmp_path / "cells.png", image)
+    assert (
+        main(["segment", "--no-track", str(tmp_path / "cells.png"), "-o", str(tmp_path / "o")]) == 0
+    )
+    assert tifffile.imread(tmp_path / "o" / "cells.tif").shape == (64, 64)
+    assert main(["segment", str(tmp_path / "cells.png"), "-o", str(tmp_path / "p")]) == 2
+    assert "pass --no-track" in capsys.readouterr().err

@@ -120,3 +120,30 @@ def test_results_respect_the_umask(sim_crop, tmp_path):
     assert modes["t000.tif"] == 0o640
     assert modes["man_track.txt"] == 0o640
     assert {m for m in modes.values()} <= {0o750, 0o640}
+
+
+def test_the_working_folder_is_never_replaced(tmp_path, capsys, monkeypatch):
+    (tmp_path / "mine.txt").write_text("keep")
+    monkeypatch.chdir(tmp_path)
+    for out in (".", ".."):
+        argv = ["sample", out, "--frames", "2", "--size", "32", "32", "--cells", "1"]
+        _refused([*argv, "--overwrite"], capsys, "current folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]  # and no .partial
+
+
+def test_a_failed_replace_leaves_no_partial_folder(tmp_path, monkeypatch):
+    import napari_cosine_embed.core.io._atomic as atomic
+
+    out = tmp_path / "res"
+    out.mkdir()
+    real = atomic.os.replace
+
+    def busy(src, dst):
+        if str(src) == str(out):
+            raise OSError(16, "Device or resource busy", str(src))
+        return real(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", busy)
+    with pytest.raises(OSError, match="busy"), atomic.atomic_folder(out, overwrite=True) as tmp:
+        (tmp / "a.txt").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res"]

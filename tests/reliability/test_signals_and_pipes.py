@@ -65,3 +65,12 @@ def test_output_to_a_full_device_says_so_in_one_line(tmp_path):
     assert "No space left on device" in done.stderr
     assert "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_full_stderr_does_not_fail_the_work(sim_crop, tmp_path):
+    out = tmp_path / "res"
+    with open("/dev/full", "w") as full:
+        done = run_cli(["segment", str(sim_crop / "01"), "-o", str(out)], stderr=full,
+                       stdout=subprocess.PIPE)  # fmt: skip
+    assert done.returncode == 0
+    assert out.is_dir()

@@ -79,6 +79,36 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def _plain_warnings(name: str) -> Iterator[None]:
+    """Python warnings as one line each, as the command's other messages (no source lines)."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        _say(f"{name}: warning: {message}")
+
+    previous = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
+def _say(text: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr)
+
+
+def _flush_stderr() -> None:
+    """A full or closed stderr must not fail the command (diagnostics are not the result)."""
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+
+
 def _quiet_stdout() -> None:
     """After the reader of our output went away, send the rest nowhere (as shell tools end)."""
     with contextlib.suppress(OSError, ValueError):
@@ -96,16 +126,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     name = f"napari-cosine-embed {args.command}"
     try:
-        with _sigterm_as_interrupt():
+        program = argv is None and threading.current_thread() is threading.main_thread()
+        with _sigterm_as_interrupt(), _plain_warnings(name):
             status = args.func(args)
             sys.stdout.flush()  # a full device or a closed pipe shows here, inside the guard
-            return status
+            if program:
+                # the program's work is complete: a signal from now on must neither kill it
+                # with its result written nor become a traceback during interpreter shutdown
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if program:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return status
     except (InputError, OutputExistsError) as err:
-        print(f"{name}: error: {err}", file=sys.stderr)
+        _say(f"{name}: error: {err}")
         return 2
     except KeyboardInterrupt as err:
         what = "terminated" if isinstance(err, Terminated) else "interrupted"
-        print(f"{name}: {what}; nothing was left half-written", file=sys.stderr)
+        _say(f"{name}: {what}; nothing was left half-written")
         return 143 if isinstance(err, Terminated) else 130
     except BrokenPipeError:
         _quiet_stdout()
@@ -115,7 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _quiet_stdout()
             return 141
         where = f"{err.filename}: " if err.filename else ""
-        print(f"{name}: error: {where}{err.strerror or err}", file=sys.stderr)
+        _say(f"{name}: error: {where}{err.strerror or err}")
         if err.errno == errno.ENOSPC:
             _quiet_stdout()  # stdout may be the full device: do not fail again at exit
         return 1
+    finally:
+        _flush_stderr()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -51,6 +52,11 @@ class ProgressPrinter:
         self._start = self._previous = time.perf_counter()
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        # progress is a courtesy: a full or closed stderr must not stop the work
+        with contextlib.suppress(OSError, ValueError):
+            self._report(stage, done, total)
+
+    def _report(self, stage: str, done: int, total: int) -> None:
         now = time.perf_counter()
         if stage != self._stage:
             if self.tty and self._stage is not None:
@@ -161,6 +167,10 @@ def _inputs(paths: list[Path], no_track: bool) -> list[tuple[str, object]]:
             expanded = True
         else:
             files.append(path)
+    if len(files) == 1 and not expanded and files[0].suffix.lower() in (".png", ".jpg", ".jpeg"):
+        if not no_track:
+            raise InputError(f"{files[0]}: a single 2D image cannot be tracked; pass --no-track")
+        return [_read_2d(files[0])]
     if len(files) == 1 and not expanded:
         result = read_any(files[0], lazy=True)
         return [(result.name, result.image)]
@@ -261,10 +271,17 @@ def _rescue(write, out: Path, exc: OSError) -> None:
     """After a failed write of a finished result, put it in the temporary folder and say so."""
     import tempfile
 
-    rescue = Path(tempfile.mkdtemp(prefix=f"{out.name}-rescued-"))
+    try:
+        rescue = Path(tempfile.mkdtemp(prefix=f"{out.name}-rescued-"))
+    except OSError as again:
+        raise InputError(
+            f"cannot write {out} ({exc.strerror or exc}), nor a rescue copy in the temporary "
+            f"folder ({again.strerror or again}); the result is lost"
+        ) from None
     try:
         write(rescue / out.name)
     except OSError as again:
+        shutil.rmtree(rescue, ignore_errors=True)
         raise InputError(
             f"cannot write {out} ({exc.strerror or exc}), nor a rescue copy in {rescue} "
             f"({again.strerror or again}); the result is lost"
@@ -277,7 +294,8 @@ def _rescue(write, out: Path, exc: OSError) -> None:
 
 def _warn(command: str, warnings) -> None:
     for text in warnings:
-        print(f"napari-cosine-embed {command}: warning: {text}", file=sys.stderr)
+        with contextlib.suppress(OSError, ValueError):
+            print(f"napari-cosine-embed {command}: warning: {text}", file=sys.stderr)
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:

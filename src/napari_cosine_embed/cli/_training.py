@@ -117,13 +117,13 @@ def _save(out: Path, model, *, overwrite: bool) -> Path:
 
     try:
         return save_model(out, model, overwrite=overwrite)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
+    except (OSError, RuntimeError) as exc:  # torch's writer says RuntimeError on a full disk
+        reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[-1]
     for folder in (Path(tempfile.gettempdir()), Path.home()):
         rescue = folder / f"{out.stem}-rescued-{os.getpid()}{out.suffix or '.pt'}"
         try:
             save_model(rescue, model)
-        except OSError:
+        except (OSError, RuntimeError):
             continue
         raise InputError(
             f"cannot write {out} ({reason}); the trained model was saved to {rescue} instead"
@@ -231,9 +231,9 @@ def _run_trainer(
     finally:
         try:
             run.close()  # saves the training state
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # a full disk, as torch's writer reports it
             print(
-                f"warning: the training state could not be saved ({exc.strerror or exc})",
+                f"warning: the training state could not be saved ({exc})",
                 file=sys.stderr,
                 flush=True,
             )
@@ -391,10 +391,10 @@ def _read_labels(path: Path, n_frames: int):
         axes = ""
         with contextlib.suppress(Exception), tifffile.TiffFile(path) as tif:
             axes = tif.series[0].axes  # an unreadable file is reported by read_any below
-        if axes.endswith("S"):  # samples: colour channels
+        if "S" in axes:  # samples: colour channels, interleaved or planar
             raise InputError(
-                f"{path}: a colour (RGB) image, not labels; save the labels as a "
-                "single-channel integer TIFF"
+                f"{path}: stored as a colour (RGB) image (axes {axes}), not as labels; save the "
+                "labels as a single-channel integer TIFF (tifffile: photometric='minisblack')"
             )
     labels = read_any(path).image
     check_label_dtype(path, labels.dtype)

@@ -24,6 +24,7 @@ Bundled models live in the package folder ``napari_cosine_embed/models/<name>.pt
 from __future__ import annotations
 
 import copy
+import errno
 import importlib.resources
 import os
 import re
@@ -173,6 +174,18 @@ def checkpoint_payload(model: EmbeddingModel) -> dict[str, Any]:
     }
 
 
+def torch_save(payload: Any, path: str | os.PathLike) -> None:
+    """``torch.save``, with a failed write reported as the :class:`OSError` it is.
+
+    torch's zip writer turns a full disk or a file-size limit into a ``RuntimeError``
+    ("enforce fail ... unexpected pos"); callers that handle write failures expect OSError.
+    """
+    try:
+        torch.save(payload, path)
+    except RuntimeError as exc:
+        raise OSError(errno.EIO, f"the file could not be written ({exc})", str(path)) from exc
+
+
 def save_model(path: str | os.PathLike, model: EmbeddingModel, *, overwrite: bool = False) -> Path:
     """Write ``model`` to ``path`` atomically (a reader never sees a half-written file).
 
@@ -198,7 +211,7 @@ def save_model(path: str | os.PathLike, model: EmbeddingModel, *, overwrite: boo
     True
     """
     payload = checkpoint_payload(model)
-    written = atomic_write(path, lambda tmp: torch.save(payload, tmp), overwrite=overwrite)
+    written = atomic_write(path, lambda tmp: torch_save(payload, tmp), overwrite=overwrite)
     model.path = str(written)
     return written
 

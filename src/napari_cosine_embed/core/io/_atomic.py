@@ -130,10 +130,16 @@ def atomic_folder(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = None
-    if path.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-        old.rmdir()
-        os.replace(path, old)
+    try:
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            old.rmdir()
+            os.replace(path, old)
+    except BaseException:
+        if old is not None and not old.exists() and not path.exists():
+            old = None  # nothing was moved
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     try:
         os.replace(tmp, path)
     except BaseException:

@@ -120,6 +120,12 @@ def check_writable(
             )
         if not overwrite:
             raise OutputExistsError(f"{name} {path} already exists; pass --overwrite to replace it")
+        here = Path.cwd().resolve()
+        if real_path(path) in (here, *here.parents):
+            raise InputError(
+                f"{name} {path} is the current folder or holds it; replacing it would delete "
+                "the folder you are working in"
+            )
     parent = real_path(path).parent
     while not parent.exists():
         if parent.parent == parent:

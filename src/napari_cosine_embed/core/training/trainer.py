@@ -24,7 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint import EmbeddingModel, checkpoint_payload, model_from_payload, plain
+from ..checkpoint import (
+    EmbeddingModel,
+    checkpoint_payload,
+    model_from_payload,
+    plain,
+    torch_save,
+)
 from ..device import resolve_device
 from ..errors import InputError
 from ..io._atomic import atomic_write
@@ -261,7 +267,7 @@ class Trainer:
             "best": plain(self._best),
             "base_model": plain(self.base),
         }
-        atomic_write(path, lambda tmp: torch.save(payload, tmp), overwrite=True)
+        atomic_write(path, lambda tmp: torch_save(payload, tmp), overwrite=True)
 
     def run(self) -> Generator[dict[str, Any], None, EmbeddingModel]:
         """Train until ``config.steps``, yielding after every step.
