@@ -86,7 +86,20 @@ def _fail_once(monkeypatch, module, name, target: Path):
     monkeypatch.setattr(module, name, failing)
 
 
-def test_a_result_that_cannot_be_written_is_rescued(sim_crop, tmp_path, capsys, monkeypatch):
+@pytest.fixture
+def temporary_folder(tmp_path, monkeypatch) -> Path:
+    """The system's temporary folder, where rescued results go, made private to the test."""
+    import tempfile
+
+    folder = tmp_path / "system-tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_a_result_that_cannot_be_written_is_rescued(
+    sim_crop, tmp_path, capsys, monkeypatch, temporary_folder
+):
     from napari_cosine_embed.core.io import ctc
 
     out = tmp_path / "res"
@@ -95,11 +108,12 @@ def test_a_result_that_cannot_be_written_is_rescued(sim_crop, tmp_path, capsys, 
     err = capsys.readouterr().err
     assert "No space left on device" in err
     rescued = Path(err.split("saved to ")[1].split()[0])
+    assert temporary_folder in rescued.parents
     assert sorted(p.name for p in rescued.iterdir())[-2:] == ["res_track.txt", "settings.json"]
     assert len(list(rescued.glob("mask*.tif"))) == 8
 
 
-def test_a_trained_model_is_never_lost(tmp_path, capsys, monkeypatch):
+def test_a_trained_model_is_never_lost(tmp_path, capsys, monkeypatch, temporary_folder):
     from napari_cosine_embed.core import checkpoint
 
     out = tmp_path / "model.pt"
@@ -110,9 +124,8 @@ def test_a_trained_model_is_never_lost(tmp_path, capsys, monkeypatch):
     assert main(argv) == 2
     err = capsys.readouterr().err
     rescued = Path(err.split("saved to ")[1].split()[0])
-    assert rescued.is_file()
+    assert rescued.parent == temporary_folder
     assert checkpoint.load_model(rescued, device="cpu").record["steps"] == 2
-    rescued.unlink()
 
 
 def test_torch_write_failures_are_reported_as_write_failures(tmp_path, monkeypatch):
