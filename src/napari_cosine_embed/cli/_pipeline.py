@@ -292,6 +292,22 @@ def _rescue(write, out: Path, exc: OSError) -> None:
     ) from None
 
 
+def _write_tracks(out: Path, result, settings: str, *, overwrite: bool) -> None:
+    """Write a tracked result as a CTC result folder with its settings; rescue it on failure."""
+    from ..core.io.ctc import write_ctc_result
+
+    def write(path: Path) -> None:
+        extra = {"settings.json": settings}
+        write_ctc_result(
+            path, result.labels, result.lineage, overwrite=overwrite, extra_files=extra
+        )
+
+    try:
+        write(out)
+    except OSError as exc:
+        _rescue(write, out, exc)
+
+
 def _warn(command: str, warnings) -> None:
     for text in warnings:
         with contextlib.suppress(OSError, ValueError):
@@ -302,7 +318,6 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from ..core.checkpoint import load_model
     from ..core.embedding_store import EmbeddingStore
     from ..core.io._atomic import atomic_folder
-    from ..core.io.ctc import write_ctc_result
     from ..core.io.tiff import write_labels_tiff
     from ..core.pipeline import cache_ids, run_pipeline
 
@@ -355,19 +370,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         store = EmbeddingStore(n, dim, shape, path=cache, **ids) if cache else None
         result = _drive(run_pipeline(movie, config, model=model, store=store), progress)
 
-    def write(path: Path) -> None:
-        write_ctc_result(
-            path,
-            result.labels,
-            result.lineage,
-            overwrite=args.overwrite,
-            extra_files={"settings.json": text},
-        )
-
-    try:
-        write(out)
-    except OSError as exc:
-        _rescue(write, out, exc)
+    _write_tracks(out, result, text, overwrite=args.overwrite)
     _warn("segment", [*filter(None, notes), *result.warnings])
     n_div = int((result.lineage[:, 3] > 0).sum()) if len(result.lineage) else 0
     seconds = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
@@ -397,7 +400,6 @@ def _read_label_movie(path: Path):
 def _cmd_track(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..core.io.ctc import write_ctc_result
     from ..core.io.outputs import check_output, check_writable
     from ..core.pipeline import PipelineConfig, link_options
     from ..core.tracking import link_labels
@@ -423,20 +425,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
     result = link_labels(np.asarray(labels), **options)
     settings = {"program": "napari-cosine-embed track", "version": __version__}
     settings.update(input=str(args.labels), parameters=options)
-
-    def write(path: Path) -> None:
-        write_ctc_result(
-            path,
-            result.labels,
-            result.lineage,
-            overwrite=args.overwrite,
-            extra_files={"settings.json": json.dumps(settings, indent=2) + "\n"},
-        )
-
-    try:
-        write(out)
-    except OSError as exc:
-        _rescue(write, out, exc)
+    _write_tracks(out, result, json.dumps(settings, indent=2) + "\n", overwrite=args.overwrite)
     print(f"wrote {out}: {len(result.lineage)} tracks in {time.perf_counter() - tic:.1f} s")
     return 0
 
