@@ -395,7 +395,13 @@ def _embed_job(
     for t in pca_only:
         done += 1
         yield done, total, (t, pca.colours.rgb(*store.get(t)), False)
+    from ..core.threads import ThreadGovernor
+
+    # the viewer competes for the cores: re-decided before each frame (in this thread,
+    # which is the one computing)
+    threads = ThreadGovernor()
     for result in results:
+        threads.update()
         store.put(result.t, result.embedding, result.foreground)
         rgb = None
         if pca is not None:

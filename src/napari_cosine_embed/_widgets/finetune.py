@@ -274,9 +274,13 @@ class FinetuneWidget(Container):
 
         The :class:`Trainer` is kept so that a cancelled run still yields its best model.
         """
+        from ..core.threads import ThreadGovernor
         from ..core.training import Trainer
 
-        self._trainer = Trainer(base, data, config, val_data=val_data, base_model=True)
+        # the viewer competes for the cores too: leave it the ones it keeps busy
+        self._trainer = Trainer(
+            base, data, config, val_data=val_data, base_model=True, threads=ThreadGovernor()
+        )
         for info in self._trainer.run():
             yield info["step"], info["steps"], info
         return (yield from self._calibrate(self._trainer.best_model))

@@ -320,6 +320,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from ..core.io._atomic import atomic_folder
     from ..core.io.tiff import write_labels_tiff
     from ..core.pipeline import cache_ids, run_pipeline
+    from ..core.threads import ThreadGovernor
 
     config = _config(args)
     out = Path(args.out)
@@ -332,11 +333,14 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     text = json.dumps(settings, indent=2, default=str) + "\n"
     progress = ProgressPrinter()
     tic = time.perf_counter()
+    threads = ThreadGovernor()  # the cores other processes leave free, re-checked per frame
 
     if not config.track:
         results = []
         for i, (name, image) in enumerate(inputs):
-            result = _drive(run_pipeline(image, config, model=model), lambda *a: None)
+            result = _drive(
+                run_pipeline(image, config, model=model, threads=threads), lambda *a: None
+            )
             results.append((name, result.labels))
             notes += [f"{name}: {w}" for w in result.warnings]
             progress("segment", i + 1, len(inputs))
@@ -368,7 +372,9 @@ def _cmd_segment(args: argparse.Namespace) -> int:
                 prefix=".embeddings-", dir=out.parent if out.parent.exists() else None,
             ))) / "cache.zarr"  # fmt: skip
         store = EmbeddingStore(n, dim, shape, path=cache, **ids) if cache else None
-        result = _drive(run_pipeline(movie, config, model=model, store=store), progress)
+        result = _drive(
+            run_pipeline(movie, config, model=model, store=store, threads=threads), progress
+        )
 
     _write_tracks(out, result, text, overwrite=args.overwrite)
     _warn("segment", [*filter(None, notes), *result.warnings])

@@ -27,7 +27,6 @@ def prepare_run(args: argparse.Namespace, reads: list[tuple[str, object]]) -> No
     an existing model file is replaced only with ``--overwrite``, or when it is the model an
     interrupted run left and ``--resume`` continues that run.
     """
-    import torch
 
     from ..core.io.outputs import check_output, check_writable
 
@@ -41,8 +40,13 @@ def prepare_run(args: argparse.Namespace, reads: list[tuple[str, object]]) -> No
     check_writable(args.out, kind="file", overwrite=overwrite)
     check_writable(state, kind="file", overwrite=True, name="--state")
     args.replace_out = overwrite
-    if args.threads:
-        torch.set_num_threads(args.threads)
+
+
+def governor(args: argparse.Namespace):
+    """The thread policy of a run: ``--threads N`` fixed, else adapted to the machine's load."""
+    from ..core.threads import ThreadGovernor
+
+    return ThreadGovernor(max_threads=args.threads or None, adaptive=not args.threads)
 
 
 def state_path(args: argparse.Namespace) -> Path:

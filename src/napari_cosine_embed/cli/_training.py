@@ -14,7 +14,7 @@ from ..core.errors import InputError
 from ..core.limits import TRAIN
 from . import _validate
 from ._common import print_json
-from ._runs import prepare_run, run_trainer, state_path
+from ._runs import governor, prepare_run, run_trainer, state_path
 
 
 def _parse_model_config(text: str):
@@ -133,6 +133,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         resume_from=args.resume,
         state_path=state,
         base_model=args.init is not None,
+        threads=governor(args),
     )
     n_params = sum(p.numel() for p in trainer.model.network.parameters())
     print(
@@ -244,6 +245,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         base_model=True,
         resume_from=args.resume,
         state_path=state_path(args),
+        threads=governor(args),
     )
     trainer.model.name = args.out.stem
     print(
@@ -355,7 +357,7 @@ def _add_run_options(
         "--threads",
         type=_validate.integer(0, MAX_THREADS),
         default=0,
-        help="CPU threads (default: torch's choice)",
+        help="CPU threads (default: the cores other processes leave free, re-checked as it runs)",
     )
     p.add_argument("--seed", type=_train_field("seed"), default=0)
     p.add_argument("--log-every", type=_train_field("log_every"), default=10)

@@ -289,6 +289,7 @@ def run_pipeline(
     *,
     model: Any = None,
     store: Any = None,
+    threads: Any = None,
 ) -> Generator[Progress, None, PipelineResult]:
     """Segment (and track) a movie frame by frame.
 
@@ -302,6 +303,9 @@ def run_pipeline(
     store : EmbeddingStore, optional
         Where embeddings go (frames already in it are not recomputed, so a stopped run
         resumes); an in-memory store by default.
+    threads : ThreadGovernor, optional
+        Re-decides torch's CPU thread count before each frame is embedded or grouped (see
+        :mod:`.threads`); None leaves it as it is.
 
     Yields
     ------
@@ -380,6 +384,8 @@ def run_pipeline(
             frames=frames,
             **config.embed_options(),
         ):
+            if threads is not None:
+                threads.update()  # for the next frame, which the generator computes on resume
             if result.nonfinite:
                 nonfinite[result.t] = result.nonfinite
             if not store.has(result.t):
@@ -429,6 +435,8 @@ def run_pipeline(
 
     labels = np.zeros((n, *shape), np.uint16)
     for t in range(n):
+        if threads is not None:
+            threads.update()
         emb, fg = store.get(t)
         frame = group_frame(emb, fg, config)
         if frame.max(initial=0) > np.iinfo(labels.dtype).max:

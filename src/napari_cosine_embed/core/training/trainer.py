@@ -34,6 +34,7 @@ from ..checkpoint import (
 from ..device import resolve_device
 from ..errors import InputError
 from ..io._atomic import atomic_write
+from ..threads import ThreadGovernor
 from .calibrate import RECORD_KEY, iter_calibrate_foreground
 from .data import TrainingData
 from .engine import FINETUNE_DEFAULTS, TrainConfig, TrainingLoss, evaluate, train_step
@@ -88,6 +89,9 @@ class Trainer:
         when it stops (finished or closed; not after an exception in the middle of a step).
     base_model : bool
         Record ``model`` as the base of a fine-tune.
+    threads : ThreadGovernor, optional
+        Re-decides torch's CPU thread count before every step (see :mod:`..threads`); None
+        leaves it as it is.
 
     Examples
     --------
@@ -112,6 +116,7 @@ class Trainer:
         resume_from: str | os.PathLike | None = None,
         state_path: str | os.PathLike | None = None,
         base_model: bool = False,
+        threads: ThreadGovernor | None = None,
     ) -> None:
         state = None
         if resume_from is not None:
@@ -139,6 +144,7 @@ class Trainer:
         )
         self.amp_dtype, self.scaler = _amp(self.device, config.amp)
         self.state_path = state_path
+        self.threads = threads
         self.step, self.elapsed, self.stopped_early = 0, 0.0, False
         self.base = _base_summary(model) if base_model else None
         self._best: dict[str, Any] | None = None
@@ -290,6 +296,8 @@ class Trainer:
         try:
             while self.step < c.steps:
                 in_step, started = True, time.perf_counter()
+                if self.threads is not None:
+                    self.threads.update()
                 rng = np.random.default_rng([c.seed, self.step])
                 batch = self.data.sample(
                     rng,
@@ -370,6 +378,7 @@ def finetune(
     config: TrainConfig = FINETUNE_DEFAULTS,
     *,
     val_data: TrainingData | None = None,
+    threads: ThreadGovernor | None = None,
 ) -> Generator[dict[str, Any], None, EmbeddingModel]:
     """Fine-tune ``base`` (left unchanged) on ``data``; the record names the base model.
 
@@ -377,7 +386,7 @@ def finetune(
     After the last step the returned model's foreground threshold is calibrated
     (:meth:`Trainer.iter_calibrate`); that part yields nothing.
     """
-    trainer = Trainer(base, data, config, val_data=val_data, base_model=True)
+    trainer = Trainer(base, data, config, val_data=val_data, base_model=True, threads=threads)
     model = yield from trainer.run()
     for _ in trainer.iter_calibrate(model):
         pass
