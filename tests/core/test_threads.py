@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -102,3 +103,34 @@ def test_measures_a_real_competing_process():
     finally:
         proc.terminate()
         proc.join()
+
+
+class _CountingGovernor(ThreadGovernor):
+    def update(self) -> int:
+        self.calls = getattr(self, "calls", 0) + 1
+        return super().update()
+
+
+def test_training_and_the_pipeline_consult_the_governor():
+    from napari_cosine_embed.core._generators import result_of
+    from napari_cosine_embed.core.checkpoint import EmbeddingModel
+    from napari_cosine_embed.core.models import ModelConfig
+    from napari_cosine_embed.core.pipeline import PipelineConfig, run_pipeline
+    from napari_cosine_embed.core.training import TrainConfig, Trainer, from_synthetic
+
+    tiny = EmbeddingModel.new(ModelConfig(stacks=1, levels=2, filters=8, embedding_dim=4))
+    data = from_synthetic(1, shape=(48, 48), n_frames=2)
+    governor = _CountingGovernor(max_threads=1, interval=0.0)
+    config = TrainConfig(steps=3, batch_size=1, crop=32, device="cpu")
+    steps = [info["step"] for info in Trainer(tiny, data, config, threads=governor).run()]
+    assert steps == [1, 2, 3]
+    assert governor.calls == 3  # once before every step
+
+    governor.calls = 0
+    movie = np.zeros((4, 48, 48), np.float32)
+    movie[:, 10:20, 10:20] = 1.0
+    result_of(
+        run_pipeline(movie, PipelineConfig(device="cpu"), model=tiny.eval(), threads=governor)
+    )
+    assert governor.calls == 8  # before each of 4 frames embedded and 4 grouped
+    assert torch.get_num_threads() == 1
