@@ -27,7 +27,6 @@ def prepare_run(args: argparse.Namespace, reads: list[tuple[str, object]]) -> No
     an existing model file is replaced only with ``--overwrite``, or when it is the model an
     interrupted run left and ``--resume`` continues that run.
     """
-
     from ..core.io.outputs import check_output, check_writable
 
     reads = [(what, path) for what, path in reads if _is_path(path)]

@@ -18,13 +18,16 @@ import os
 import time
 from collections.abc import Generator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .embedding_store import frame_hash
 from .errors import InputError, OutputExistsError
 from .limits import PIPELINE, check_choice, check_fields, check_flag, check_text
+
+if TYPE_CHECKING:
+    from .threads import ThreadGovernor
 
 __all__ = [
     "DEFAULT_FOREGROUND_THRESHOLD",
@@ -289,7 +292,7 @@ def run_pipeline(
     *,
     model: Any = None,
     store: Any = None,
-    threads: Any = None,
+    threads: ThreadGovernor | None = None,
 ) -> Generator[Progress, None, PipelineResult]:
     """Segment (and track) a movie frame by frame.
 

@@ -4,8 +4,8 @@ On a busy machine, torch's default (one thread per core) is the worst choice: it
 threads meet at a barrier after every operation, so when another process holds one of the
 cores every operation waits for the thread that lost its core, and the waiting threads spin.
 Measured on 2 cores (docs/benchmarks.md): a fine-tuning step took 3.2x longer with one other
-CPU-bound process running, and 30-40x with three. With one thread fewer than the cores the
-other processes leave free, the step takes only as long as that thread needs.
+CPU-bound process running, and 30-40x with three. With only as many threads as the cores the
+other processes leave free, no thread waits for a core.
 
 :class:`ThreadGovernor` measures, between steps or frames, how many cores the *other*
 processes kept busy since the last look (system CPU time minus this process's CPU time, from
