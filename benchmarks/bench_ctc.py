@@ -44,6 +44,7 @@ from scipy import ndimage as ndi
 from napari_cosine_embed.cli import main as cli
 from napari_cosine_embed.core._generators import result_of
 from napari_cosine_embed.core.checkpoint import load_model
+from napari_cosine_embed.core.diameter import model_view, resolve_size
 from napari_cosine_embed.core.embedding_store import (
     EmbeddingStore,
     embedding_id,
@@ -96,7 +97,10 @@ def config_overrides(items: list[str]) -> dict:
     for item in items:
         key, value = item.split("=", 1)
         default = getattr(PipelineConfig(), key)
-        overrides[key] = float(value) if default is None else type(default)(value)
+        if value.lower() == "none":
+            overrides[key] = None
+        else:
+            overrides[key] = float(value) if default is None else type(default)(value)
     return overrides
 
 
@@ -112,14 +116,18 @@ def _gt_subset(gt_dir: Path, out: Path, *, exclude_seg: set[int]) -> Path:
 
 def run_ours(movie, model, config: PipelineConfig, cache: Path, res: Path) -> dict:
     n, dim = movie.shape[0], model.config.embedding_dim
+    tic = time.perf_counter()
+    config, size = resolve_size(config.for_model(model), model, movie)
+    print(f"<!-- {size.describe()} -->", flush=True)
+    view = model_view(movie, size)
     ids = {
         "model_id": embedding_id(model, **config.embed_options()),
-        "image_id": image_fingerprint(movie),
+        "image_id": f"{image_fingerprint(movie)} x{size.scale}",
     }
     key = f"{model_fingerprint(model)}-{image_fingerprint(movie)}-{config.state_window}"
-    store = EmbeddingStore(n, dim, movie.shape[1:], path=cache / f"{key}.zarr", **ids)
+    key += "" if size.scale == 1 else f"-x{size.scale}"
+    store = EmbeddingStore(n, dim, view.shape[1:], path=cache / f"{key}.zarr", **ids)
     cached = n - len(store.missing())
-    tic = time.perf_counter()
     result = result_of(run_pipeline(movie, config, model=model, store=store))
     write_ctc_result(res, result.labels, result.lineage, overwrite=True)
     seconds = dict(result.seconds)

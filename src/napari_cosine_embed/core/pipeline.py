@@ -22,6 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .diameter import (
+    SizePlan,
+    model_space,
+    model_view,
+    parse_diameter,
+    rescale_labels,
+    resolve_size,
+)
 from .embedding_store import frame_hash
 from .errors import InputError, OutputExistsError
 from .limits import PIPELINE, check_choice, check_fields, check_flag, check_text
@@ -61,6 +69,13 @@ class PipelineConfig:
     ----------
     model : str
         Bundled model name or checkpoint path.
+    diameter : float, "auto" or None
+        Typical object diameter in the input's pixels, or ``"auto"`` to estimate it from the
+        model's outputs (see :mod:`.diameter`). With a diameter, frames outside the sizes the
+        model knows are rescaled before embedding (labels come back at the input's shape), and
+        the size parameters left at their defaults (``object_size``, ``min_cluster_size``,
+        ``min_size``, ``max_gap_distance``) follow it; a value you set is used as given. None:
+        no rescaling, the size parameters as given.
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``...
     tile_size, tile_overlap : int
@@ -100,6 +115,7 @@ max_gap, max_gap_distance, split_back, split_back_depth
     """
 
     model: str = "default"
+    diameter: float | str | None = "auto"
     device: str = "auto"
     tile_size: int = 1024
     tile_overlap: int = 128
@@ -135,6 +151,7 @@ max_gap, max_gap_distance, split_back, split_back_depth
         if isinstance(self.model, os.PathLike):
             self.model = os.fspath(self.model)  # a path is kept as text, for settings.json
         self.model = check_text(self.model, "model")
+        self.diameter = parse_diameter(self.diameter)
         if self.device is not None:  # None leaves the model where it is
             self.device = check_text(self.device, "device")
         self.grouping = check_choice(self.grouping, "grouping", GROUPINGS)
@@ -217,6 +234,8 @@ class PipelineResult:
     warnings : list of str
         What the user should know about the result (non-finite pixels filled, cached frames
         recomputed, every frame empty), one sentence each.
+    size : SizePlan or None
+        The object diameter used and the scale frames were embedded at.
     """
 
     labels: np.ndarray
@@ -225,6 +244,7 @@ class PipelineResult:
     graph: dict | None
     seconds: dict[str, float]
     warnings: list[str] = field(default_factory=list)
+    size: SizePlan | None = None
 
 
 def foreground_mask(foreground: np.ndarray | None, shape, config: PipelineConfig) -> np.ndarray:
@@ -336,6 +356,12 @@ def run_pipeline(
         from .device import resolve_device
 
         model = model.to(resolve_device(config.device))
+    # Objects reach the model at a size it knows: frames are rescaled lazily as they are read,
+    # grouping works in the rescaled pixels, labels come back at the input's shape.
+    config, size = resolve_size(config, model, movie)
+    out_shape, movie = shape, model_view(movie, size)
+    shape = tuple(movie.shape[-2:])
+    grouping_config = model_space(config, size.scale)
     if store is None:
         store = EmbeddingStore(
             n, model.config.embedding_dim, shape, **cache_ids(model, movie, config)
@@ -409,19 +435,20 @@ def run_pipeline(
         from .tracking import track_pairs
 
         embeddings = _StoreView(store, 0)
-        foregrounds = _StoreView(store, 1, config)
+        foregrounds = _StoreView(store, 1, grouping_config)
+        g = grouping_config
         tracker = track_pairs(
             embeddings,
             foregrounds,
-            min_samples=config.min_samples,
-            min_cluster_size=2 * config.min_cluster_size,
-            coord_weight=config.coord_weight,
-            object_size=config.object_size,
-            cluster_selection_epsilon=config.cluster_selection_epsilon,
-            min_size=config.min_size,
-            fill_holes=config.fill_holes,
-            split_depth=config.split_depth,
-            **_cleanup(config),
+            min_samples=g.min_samples,
+            min_cluster_size=2 * g.min_cluster_size,
+            coord_weight=g.coord_weight,
+            object_size=g.object_size,
+            cluster_selection_epsilon=g.cluster_selection_epsilon,
+            min_size=g.min_size,
+            fill_holes=g.fill_holes,
+            split_depth=g.split_depth,
+            **_cleanup(g),
         )
         while True:
             try:
@@ -432,16 +459,23 @@ def run_pipeline(
             yield Progress("track", pair, total)
         seconds["track"] = time.perf_counter() - tic
         warnings += _empty_warning(tracked.labels, store, config)
+        tracked = _restore_size(tracked, size, out_shape)
         return PipelineResult(
-            tracked.labels, tracked.lineage, tracked.tracks, tracked.graph, seconds, warnings
+            tracked.labels,
+            tracked.lineage,
+            tracked.tracks,
+            tracked.graph,
+            seconds,
+            warnings,
+            size,
         )
 
-    labels = np.zeros((n, *shape), np.uint16)
+    labels = np.zeros((n, *out_shape), np.uint16)
     for t in range(n):
         if threads is not None:
             threads.update()
         emb, fg = store.get(t)
-        frame = group_frame(emb, fg, config)
+        frame = rescale_labels(group_frame(emb, fg, grouping_config), out_shape)
         if frame.max(initial=0) > np.iinfo(labels.dtype).max:
             labels = labels.astype(np.uint32)
         labels[t] = frame
@@ -450,7 +484,7 @@ def run_pipeline(
     warnings += _empty_warning(labels, store, config)
     if not config.track:
         labels = labels if image.ndim == 3 else labels[0]
-        return PipelineResult(labels, None, None, None, seconds, warnings)
+        return PipelineResult(labels, None, None, None, seconds, warnings, size)
 
     from .tracking import link_labels
 
@@ -461,8 +495,20 @@ def run_pipeline(
     seconds["track"] = time.perf_counter() - tic
     yield Progress("track", 1, 1)
     return PipelineResult(
-        tracked.labels, tracked.lineage, tracked.tracks, tracked.graph, seconds, warnings
+        tracked.labels, tracked.lineage, tracked.tracks, tracked.graph, seconds, warnings, size
     )
+
+
+def _restore_size(tracked: Any, size: SizePlan, shape: tuple[int, ...]) -> Any:
+    """A pair-tracking result made on rescaled frames, brought back to the input's pixels."""
+    if size.scale == 1:
+        return tracked
+    labels = np.stack([rescale_labels(frame, shape) for frame in tracked.labels])
+    tracks = tracked.tracks
+    if tracks is not None and len(tracks):
+        tracks = np.asarray(tracks, float).copy()
+        tracks[:, 2:] /= size.scale
+    return replace(tracked, labels=labels, tracks=tracks)
 
 
 def _ranges(frames: list[int]) -> str:

@@ -38,6 +38,7 @@ from ..threads import ThreadGovernor
 from .calibrate import RECORD_KEY, iter_calibrate_foreground
 from .data import TrainingData
 from .engine import FINETUNE_DEFAULTS, TrainConfig, TrainingLoss, evaluate, train_step
+from .sizing import fit_to_crop, rescaled
 
 __all__ = ["TRAIN_STATE_FORMAT", "Trainer", "finetune", "train"]
 
@@ -135,6 +136,13 @@ class Trainer:
         self.config = config
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
+        # Fine-tuning: curated objects too large for the crops are shrunk to fit them (the
+        # tuned model records the size, and inference rescales movies to it).
+        self.sizing: dict[str, Any] | None = None
+        if base_model:
+            data, self.sizing = fit_to_crop(data, config.crop)
+            if val_data is not None and self.sizing["scale"] != 1:
+                val_data = rescaled(val_data, self.sizing["scale"])
         self._raw_data, self._raw_val = data, val_data
         self.data = data.normalised(model.normalisation)
         self.val_data = None if val_data is None else val_data.normalised(model.normalisation)
@@ -196,6 +204,8 @@ class Trainer:
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "base_model": self.base,
             "resumed_from": self._resumed,
+            "object_size": self.sizing,
+            "diameter_range": None if self.sizing is None else self.sizing["diameter_range"],
         }
 
     def _snapshot(self, state_dict: dict | None, **record: Any) -> EmbeddingModel:
