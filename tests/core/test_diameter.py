@@ -1,0 +1,171 @@
+"""Object size: the diameter estimate, the size plan, rescaled inference, fine-tuning sizes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from napari_cosine_embed.core._generators import result_of
+from napari_cosine_embed.core.checkpoint import load_model
+from napari_cosine_embed.core.diameter import (
+    DEFAULT_DIAMETER_RANGE,
+    REFERENCE_DIAMETER,
+    equivalent_diameters,
+    estimate_diameter,
+    model_diameter_range,
+    parse_diameter,
+    plan_size,
+    rescale_labels,
+    resolve_size,
+    size_parameters,
+)
+from napari_cosine_embed.core.errors import InputError
+from napari_cosine_embed.core.pipeline import PipelineConfig, run_pipeline
+from napari_cosine_embed.core.synthetic import synthetic_timelapse
+from napari_cosine_embed.core.training import from_arrays
+from napari_cosine_embed.core.training.sizing import CROP_DIAMETERS, fit_to_crop
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model("default", device="cpu")
+
+
+def _movie(factor: float, frames: int = 3):
+    side = int(256 * max(factor, 1))
+    return synthetic_timelapse(
+        shape=(side, side), n_frames=frames, radius=(8 * factor, 16 * factor), seed=3
+    )
+
+
+@pytest.mark.parametrize("factor", [0.5, 1.0, 2.0])
+def test_estimate_is_within_15_percent_of_the_annotated_median(model, factor):
+    movie = _movie(factor)
+    truth = np.median(np.concatenate([equivalent_diameters(f) for f in movie.labels]))
+    estimate = estimate_diameter(model, np.asarray(movie.image))
+    assert estimate.pieces >= 10
+    assert estimate.diameter == pytest.approx(truth, rel=0.15)
+
+
+def test_estimate_of_an_empty_movie_finds_nothing(model):
+    estimate = estimate_diameter(model, np.zeros((2, 64, 64), np.float32))
+    assert estimate.diameter is None and estimate.pieces == 0
+    plan = plan_size(model, np.zeros((2, 64, 64), np.float32), "auto")
+    assert plan.scale == 1 and plan.diameter is None and "no object" in plan.describe()
+
+
+@pytest.mark.parametrize("bad", ["big", -3, 0, float("nan"), True, 1e9, [4]])
+def test_bad_diameters_are_refused_with_the_accepted_values(bad):
+    with pytest.raises(InputError, match="diameter must be 'auto' or a number"):
+        parse_diameter(bad)
+    with pytest.raises(InputError, match="diameter"):
+        PipelineConfig(diameter=bad)
+
+
+def test_diameter_settings_parse():
+    assert parse_diameter(None) is None
+    assert parse_diameter(" AUTO ") == "auto"
+    assert parse_diameter("40") == 40.0
+    assert PipelineConfig(diameter=30).diameter == 30.0
+
+
+def test_size_parameters_are_the_long_standing_defaults_at_the_reference():
+    config = PipelineConfig()
+    derived = size_parameters(REFERENCE_DIAMETER)
+    assert derived == {
+        "object_size": config.object_size,
+        "min_cluster_size": config.min_cluster_size,
+        "min_size": config.min_size,
+        "max_gap_distance": config.max_gap_distance,
+    }
+    double = size_parameters(2 * REFERENCE_DIAMETER)
+    assert double["object_size"] == 2 * config.object_size  # lengths scale with d
+    assert double["min_cluster_size"] == 4 * config.min_cluster_size  # areas with d^2
+
+
+def test_sizes_follow_the_diameter_unless_the_user_set_them(model):
+    image = np.zeros((1, 64, 64), np.float32)
+    config, plan = resolve_size(PipelineConfig(diameter=96, min_size=12), model, image)
+    assert plan.source == "given" and plan.diameter == 96 and plan.scale == 1
+    assert config.diameter == 96
+    assert config.min_size == 12  # set by the user: kept
+    assert config.min_cluster_size == 600 and config.object_size == 64.0  # derived
+    # resolving again changes nothing (a settings.json reruns the same plan)
+    again, _ = resolve_size(config, model, image)
+    assert again == config
+    off, plan = resolve_size(PipelineConfig(diameter=None), model, image)
+    assert plan.scale == 1 and off == PipelineConfig(diameter=None)
+
+
+def test_objects_beyond_the_models_range_are_rescaled(model):
+    lo, hi = DEFAULT_DIAMETER_RANGE
+    image = np.zeros((1, 512, 512), np.float32)
+    assert plan_size(model, image, 2 * hi).scale == pytest.approx(0.5)
+    assert plan_size(model, image, lo / 2).scale == pytest.approx(2.0)
+    assert plan_size(model, image, (lo + hi) / 2).scale == 1
+    # never below what the network can embed
+    assert plan_size(model, np.zeros((1, 16, 16)), 2000).scale == pytest.approx(8 / 16)
+
+
+def test_a_model_record_sets_its_range_and_a_broken_one_falls_back(model):
+    tuned = model.copy()
+    tuned.record = {**tuned.record, "diameter_range": [60, 80]}
+    assert model_diameter_range(tuned) == (60.0, 80.0)
+    for broken in (["a", 3], [5], [80, 60], [float("nan"), 3], None):
+        tuned.record["diameter_range"] = broken
+        assert model_diameter_range(tuned) == DEFAULT_DIAMETER_RANGE
+
+
+def test_rescaled_inference_returns_labels_of_the_input_shape(model):
+    movie = _movie(2.0, frames=4)  # objects ~47 px across
+    image = np.asarray(movie.image)[:, :500, :470]  # odd sizes: rounding must not leak
+    # a model that knows objects of 18-26 px: frames are embedded at half size
+    small = model.copy()
+    small.record = {**small.record, "diameter_range": [18, 26]}
+    config = PipelineConfig(device="cpu", diameter=47)
+    result = result_of(run_pipeline(image, config, model=small))
+    assert result.size.scale == pytest.approx(26 / 47, rel=1e-3)
+    assert result.labels.shape == image.shape
+    assert len(np.unique(result.labels[0])) > 10
+    # tracks are in the input's pixels
+    assert result.tracks[:, 2].max() > 0.6 * image.shape[1]
+    single = result_of(run_pipeline(image[0], replace(config, track=False), model=small))
+    assert single.labels.shape == image.shape[1:]
+    assert len(np.unique(single.labels)) > 10
+
+
+def test_auto_diameter_in_the_pipeline_matches_the_truth(model):
+    movie = _movie(2.0, frames=3)
+    result = result_of(
+        run_pipeline(np.asarray(movie.image), PipelineConfig(device="cpu"), model=model)
+    )
+    truth = np.median(np.concatenate([equivalent_diameters(f) for f in movie.labels]))
+    assert result.size.source == "auto"
+    assert result.size.diameter == pytest.approx(truth, rel=0.15)
+
+
+def test_rescale_labels_keeps_label_values():
+    labels = np.array([[0, 1], [2, 3]], np.uint16)
+    big = rescale_labels(labels, (5, 7))
+    assert big.shape == (5, 7) and big.dtype == labels.dtype
+    assert set(np.unique(big)) == {0, 1, 2, 3}
+
+
+def test_fine_tuning_data_with_objects_too_large_for_the_crop_is_shrunk():
+    movie = _movie(4.0, frames=2)  # objects ~90 px across, beyond 192 / 2.5
+    data = from_arrays(np.asarray(movie.image), np.asarray(movie.labels), frames=[1])
+    fitted, record = fit_to_crop(data, 192)
+    assert record["scale"] < 1
+    d = record["curated_diameter"] * record["scale"]
+    assert d == pytest.approx(192 / CROP_DIAMETERS, rel=1e-3)
+    lo, hi = record["diameter_range"]
+    assert lo < d < hi
+    seq = fitted.sequences[0]
+    assert seq.image.shape == seq.labels.shape
+    assert seq.image.shape[1] == round(movie.labels.shape[1] * record["scale"])
+    small = _movie(1.0, frames=2)
+    data = from_arrays(np.asarray(small.image), np.asarray(small.labels), frames=[1])
+    same, record = fit_to_crop(data, 192)
+    assert same is data and record["scale"] == 1 and record["diameter_range"] is None
