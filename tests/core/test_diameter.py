@@ -51,9 +51,12 @@ def test_estimate_is_within_15_percent_of_the_annotated_median(model, factor):
 
 def test_estimate_of_an_empty_movie_finds_nothing(model):
     estimate = estimate_diameter(model, np.zeros((2, 64, 64), np.float32))
-    assert estimate.diameter is None and estimate.pieces == 0
+    assert estimate.diameter is None
+    assert estimate.pieces == 0
     plan = plan_size(model, np.zeros((2, 64, 64), np.float32), "auto")
-    assert plan.scale == 1 and plan.diameter is None and "no object" in plan.describe()
+    assert plan.scale == 1
+    assert plan.diameter is None
+    assert "no object" in plan.describe()
 
 
 @pytest.mark.parametrize("bad", ["big", -3, 0, float("nan"), True, 1e9, [4]])
@@ -88,15 +91,19 @@ def test_size_parameters_are_the_long_standing_defaults_at_the_reference():
 def test_sizes_follow_the_diameter_unless_the_user_set_them(model):
     image = np.zeros((1, 64, 64), np.float32)
     config, plan = resolve_size(PipelineConfig(diameter=96, min_size=12), model, image)
-    assert plan.source == "given" and plan.diameter == 96 and plan.scale == 1
+    assert plan.source == "given"
+    assert plan.diameter == 96
+    assert plan.scale == 1
     assert config.diameter == 96
     assert config.min_size == 12  # set by the user: kept
-    assert config.min_cluster_size == 600 and config.object_size == 64.0  # derived
+    assert config.min_cluster_size == 600
+    assert config.object_size == 64.0
     # resolving again changes nothing (a settings.json reruns the same plan)
     again, _ = resolve_size(config, model, image)
     assert again == config
     off, plan = resolve_size(PipelineConfig(diameter=None), model, image)
-    assert plan.scale == 1 and off == PipelineConfig(diameter=None)
+    assert plan.scale == 1
+    assert off == PipelineConfig(diameter=None)
 
 
 def test_objects_beyond_the_models_range_are_rescaled(model):
@@ -149,7 +156,8 @@ def test_auto_diameter_in_the_pipeline_matches_the_truth(model):
 def test_rescale_labels_keeps_label_values():
     labels = np.array([[0, 1], [2, 3]], np.uint16)
     big = rescale_labels(labels, (5, 7))
-    assert big.shape == (5, 7) and big.dtype == labels.dtype
+    assert big.shape == (5, 7)
+    assert big.dtype == labels.dtype
     assert set(np.unique(big)) == {0, 1, 2, 3}
 
 
@@ -168,4 +176,6 @@ def test_fine_tuning_data_with_objects_too_large_for_the_crop_is_shrunk():
     small = _movie(1.0, frames=2)
     data = from_arrays(np.asarray(small.image), np.asarray(small.labels), frames=[1])
     same, record = fit_to_crop(data, 192)
-    assert same is data and record["scale"] == 1 and record["diameter_range"] is None
+    assert same is data
+    assert record["scale"] == 1
+    assert record["diameter_range"] is None
