@@ -22,6 +22,7 @@ MEMORY_CACHE_LIMIT = 1 << 30
 # option name on the command line -> PipelineConfig field
 _OPTIONS = {
     "model": "model",
+    "diameter": "diameter",
     "device": "device",
     "grouping": "grouping",
     "min_samples": "min_samples",
@@ -118,7 +119,7 @@ def _config(args: argparse.Namespace):
     for option, field in _OPTIONS.items():
         value = getattr(args, option, None)
         if value is not None:
-            values[field] = value
+            values[field] = None if value == "off" else value
     if args.no_track:
         values["track"] = False
     return PipelineConfig.from_dict(values)
@@ -316,6 +317,7 @@ def _warn(command: str, warnings) -> None:
 
 def _cmd_segment(args: argparse.Namespace) -> int:
     from ..core.checkpoint import load_model
+    from ..core.diameter import model_view, resolve_size
     from ..core.embedding_store import EmbeddingStore
     from ..core.io._atomic import atomic_folder
     from ..core.io.tiff import write_labels_tiff
@@ -362,9 +364,15 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     ((name, movie),) = inputs
     if movie.ndim != 3:
         raise InputError(f"{name}: a single 2D image cannot be tracked; pass --no-track")
-    n, shape = movie.shape[0], tuple(movie.shape[-2:])
+    # the diameter (estimated once, here) goes into settings.json as a number
+    config, size = resolve_size(config, model, movie)
+    print(size.describe(), file=sys.stderr)
+    settings = _settings(config, model, args.input)
+    text = json.dumps(settings, indent=2, default=str) + "\n"
+    view = model_view(movie, size)
+    n, shape = movie.shape[0], tuple(view.shape[-2:])
     dim = model.config.embedding_dim
-    ids = cache_ids(model, movie, config)
+    ids = cache_ids(model, view, config)
     with contextlib.ExitStack() as stack:
         cache = args.cache
         if cache is None and n * dim * shape[0] * shape[1] * 2 > MEMORY_CACHE_LIMIT:
@@ -468,7 +476,8 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--min-cluster-size",
         type=field("min_cluster_size"),
-        help=f"HDBSCAN, pixels (default {defaults['min_cluster_size']})",
+        help="HDBSCAN: fewest pixels an object may have (default: follows --diameter; "
+        f"{defaults['min_cluster_size']} without one)",
     )
     p.add_argument(
         "--coord-weight",
@@ -492,7 +501,8 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--min-size",
         type=field("min_size"),
-        help=f"smallest instance, pixels (default {defaults['min_size']})",
+        help="smallest object kept, pixels (default: follows --diameter; "
+        f"{defaults['min_size']} without one)",
     )
     p.add_argument(
         "--split-depth",
@@ -501,9 +511,17 @@ def add_commands(sub) -> None:
         f"(default {defaults['split_depth']}; 0: never)",
     )
     p.add_argument(
+        "--diameter",
+        type=_validate.diameter,
+        help="typical object diameter in pixels, 'auto' to estimate it from the model's output "
+        "(default), or 'off'; frames are rescaled when objects are beyond the sizes the model "
+        "knows, and the size options you do not set follow it",
+    )
+    p.add_argument(
         "--object-size",
         type=field("object_size"),
-        help=f"nucleus diameter, pixels (default {defaults['object_size']})",
+        help="how far apart (pixels) pixels of one object may lie for HDBSCAN (default: "
+        f"follows --diameter; {defaults['object_size']} without one)",
     )
     p.add_argument(
         "--tile-size",

@@ -65,6 +65,28 @@ def number(limit: Range) -> Callable[[str], int | float]:
     return parse
 
 
+def diameter(text: str) -> float | str:
+    """An argparse ``type`` for ``--diameter``: ``auto``, ``off`` or a number of pixels.
+
+    Examples
+    --------
+    >>> diameter("Auto"), diameter("off"), diameter("42")
+    ('auto', 'off', 42.0)
+    """
+    from ..core.diameter import parse_diameter
+    from ..core.errors import InputError
+
+    if text.strip().lower() in ("off", "none"):
+        return "off"
+    try:
+        value = parse_diameter(text)
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if value is None:
+        raise argparse.ArgumentTypeError("give 'auto', 'off' or a number of pixels")
+    return value
+
+
 def integer(min: int | None = None, max: int | None = None) -> Callable[[str], int]:
     """An argparse ``type`` for integers in ``[min, max]`` (either end may be left open)."""
     return number(Range(int, min, max))

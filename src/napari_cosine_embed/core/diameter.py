@@ -71,8 +71,8 @@ def parse_diameter(value: Any) -> float | str | None:
         return None
     if isinstance(value, str):
         text = value.strip().lower()
-        if text in ("auto", ""):
-            return "auto" if text else None
+        if text in ("auto", "off", "none", ""):
+            return "auto" if text == "auto" else None
         try:
             value = float(text)
         except ValueError:

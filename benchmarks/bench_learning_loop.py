@@ -1,0 +1,168 @@
+"""The learning loop, measured: segment, fine-tune on 3 curated frames, segment again, score.
+
+Run::
+
+    .venv/bin/python benchmarks/bench_learning_loop.py [--data ../shared/data]
+        [--sequences Fluo-C2DL-MSC Fluo-N2DH-SIM+ Fluo-N2DH-GOWT1] [--frames N]
+        [--curated 3] [--set key=value ...] [--ft key=value ...]
+
+For each CTC sequence ``<data>/ctc/<name>/02``, in one process:
+
+1. the default model segments and tracks the movie with the default parameters
+   (:class:`PipelineConfig`: ``diameter="auto"``);
+2. ``--curated`` evenly spaced frames are curated. Where the frame's SEG annotation is
+   complete (every TRA marker lies in an annotated object: SIM+, MSC) its masks are the
+   curation; elsewhere (GOWT1 annotates a few nuclei per frame) a user's quick fix is
+   simulated from our own labels: each instance holding exactly one TRA marker is kept
+   (false positives deleted, false merges left out), as ``bench_ctc.py`` does;
+3. the model is fine-tuned with the ``finetune`` defaults (:data:`FINETUNE_DEFAULTS`, as the
+   ``finetune`` command and the Fine-tune widget use them), timed;
+4. the tuned model segments the movie again with the same parameters;
+5. SEG, DET, TRA and BC(1) are scored on the frames not trained on (the trained frames' SEG
+   masks are left out of the ground truth).
+
+Prints one Markdown table for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bench_ctc import (
+    MEASURES,
+    _gt_subset,
+    config_overrides,
+    curated_labels,
+    run_ours,
+)
+from napari_cosine_embed.core.checkpoint import load_model
+from napari_cosine_embed.core.io.ctc import read_ctc_gt, read_ctc_sequence
+from napari_cosine_embed.core.metrics import ctc_scores
+from napari_cosine_embed.core.pipeline import PipelineConfig
+from napari_cosine_embed.core.training import (
+    FINETUNE_DEFAULTS,
+    TrainConfig,
+    finetune,
+    from_arrays,
+)
+
+
+def complete_seg_frames(gt) -> list[int]:
+    """SEG frames in which every TRA marker falls in an annotated object."""
+    complete = []
+    for t in sorted(gt.seg):
+        seg, tra = np.asarray(gt.seg[t]), np.asarray(gt.tra[t])
+        markers = np.unique(tra[tra > 0])
+        covered = np.unique(tra[(tra > 0) & (seg > 0)])
+        if markers.size and covered.size >= 0.95 * markers.size:
+            complete.append(t)
+    return complete
+
+
+def choose_frames(candidates: list[int], n: int) -> list[int]:
+    idx = np.linspace(0, len(candidates) - 1, n + 2)[1:-1].round().astype(int)
+    return sorted({candidates[i] for i in idx})
+
+
+def ft_overrides(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, value = item.split("=", 1)
+        out[key] = type(getattr(FINETUNE_DEFAULTS, key))(value)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--data", type=Path, default=Path(__file__).parents[1] / ".." / "shared" / "data"
+    )
+    parser.add_argument(
+        "--sequences",
+        nargs="+",
+        default=["Fluo-C2DL-MSC", "Fluo-N2DH-SIM+", "Fluo-N2DH-GOWT1"],
+    )
+    parser.add_argument("--frames", type=int, default=0, help="first N frames only (0: all)")
+    parser.add_argument("--curated", type=int, default=3)
+    parser.add_argument("--set", nargs="*", default=[], help="PipelineConfig overrides k=v")
+    parser.add_argument("--ft", nargs="*", default=[], help="fine-tune TrainConfig overrides")
+    parser.add_argument(
+        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "nce-bench-cache"
+    )
+    args = parser.parse_args()
+
+    config = PipelineConfig(**config_overrides(args.set))
+    ft_config: TrainConfig = replace(FINETUNE_DEFAULTS, **ft_overrides(args.ft))
+    base = load_model("default")
+    args.cache.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    print(f"fine-tune: {ft_config.to_dict()}")
+    print(f"pipeline overrides: {args.set or 'none'}\n")
+    header = " | ".join(MEASURES)
+    print(f"| sequence | curated frames | model | {header} | fine-tune s |")
+    print("|---|---|---|" + "---:|" * (len(MEASURES) + 1))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for name in args.sequences:
+            root = args.data / "ctc" / name
+            movie = read_ctc_sequence(root / "02")
+            gt_dir = root / "02_GT"
+            if args.frames:
+                from bench_ctc import _truncate_gt
+
+                movie = movie[: args.frames]
+                _truncate_gt(gt_dir, tmp / f"{name}-gt", movie.shape[0])
+                gt_dir = tmp / f"{name}-gt"
+            gt = read_ctc_gt(gt_dir)
+            complete = complete_seg_frames(gt)
+            candidates = complete if len(complete) >= args.curated + 2 else list(range(len(movie)))
+            frames = choose_frames(candidates, args.curated)
+            held = _gt_subset(gt_dir, tmp / f"{name}-held", exclude_seg=set(frames))
+
+            before = tmp / f"{name}-before"
+            run_ours(movie, base, config, args.cache, before)
+            if candidates is complete:
+                labels = np.zeros(gt.tra.shape, np.uint16)
+                for t in frames:
+                    labels[t] = gt.seg[t]
+                how = "SEG masks"
+            else:
+                labels = curated_labels("simulated", gt_dir, before, frames)
+                how = "simulated fix"
+            data = from_arrays(
+                movie, labels, frames=frames, context=ft_config.clip_length - 1, name=name
+            )
+            tic = time.perf_counter()
+            run = finetune(base, data, ft_config)
+            while True:
+                try:
+                    next(run)
+                except StopIteration as stop:
+                    tuned = stop.value
+                    break
+            seconds = time.perf_counter() - tic
+            after = tmp / f"{name}-after"
+            run_ours(movie, tuned, config, args.cache, after)
+            size = tuned.record.get("object_size") or {}
+            for label, res, extra in (
+                ("default", before, ""),
+                (f"fine-tuned (x{size.get('scale', 1)})", after, f"{seconds:.0f}"),
+            ):
+                scores = ctc_scores(held, res, measures=MEASURES)
+                row = " | ".join(f"{scores[k]:.3f}" for k in MEASURES)
+                print(f"| {name} 02 | {frames} ({how}) | {label} | {row} | {extra} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
