@@ -232,6 +232,7 @@ TRAIN: dict[str, Range] = {
     "checkpoint_every": Range(int, 0, 10_000_000),
     "grad_clip": Range(float, 0, 1e6),
     "foreground_crops": Range(float, 0, 1),
+    "frozen_stacks": Range(int, 0, 64),
 }
 
 #: :class:`~.models.ModelConfig` (``input_stride`` is 1 or 2, checked there).

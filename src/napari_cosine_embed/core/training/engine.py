@@ -86,6 +86,10 @@ class TrainConfig:
     foreground_crops : float
         Share of the crops placed around a labelled nucleus pixel (the rest uniform; see
         :meth:`~.data.TrainingData.sample`).
+    frozen_stacks : int
+        Leading hourglass stacks (with the stem) whose weights stay fixed; the loss then looks
+        at the outputs of the stacks that learn. Fewer weights to move on a few curated
+        frames, and no backward pass through the frozen part.
     """
 
     steps: int = 2500
@@ -110,6 +114,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     foreground_crops: float = 0.0
+    frozen_stacks: int = 0
 
     def __post_init__(self) -> None:
         # Also what a training-state file or a model record holds: checked field by field,
@@ -200,9 +205,9 @@ class TrainingLoss:
         and ``ignore`` have shape (B, T, Y, X). Returns the scalar loss and its parts.
         """
         labels, ignore = labels.flatten(0, 1), ignore.flatten(0, 1)
-        per_stack = [
-            self.embedding_loss(e.flatten(0, 1), labels, ignore) for e in output.embeddings
-        ]
+        # the outputs of frozen stacks teach nothing (when some stack learns, only those)
+        stacks = [e for e in output.embeddings if e.requires_grad] or output.embeddings
+        per_stack = [self.embedding_loss(e.flatten(0, 1), labels, ignore) for e in stacks]
         embedding = torch.stack(per_stack).mean()
         total, parts = embedding, {"embedding_loss": float(embedding.detach())}
         if output.foreground is not None and self.foreground_weight:

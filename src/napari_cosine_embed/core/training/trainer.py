@@ -148,7 +148,9 @@ class Trainer:
         self.val_data = None if val_data is None else val_data.normalised(model.normalisation)
         self.loss_fn = TrainingLoss(config, model.config)
         self.optimiser = torch.optim.AdamW(
-            self.model.network.parameters(), lr=config.lr, weight_decay=config.weight_decay
+            _trainable(self.model.network, config.frozen_stacks),
+            lr=config.lr,
+            weight_decay=config.weight_decay,
         )
         self.amp_dtype, self.scaler = _amp(self.device, config.amp)
         self.state_path = state_path
@@ -401,3 +403,20 @@ def finetune(
     for _ in trainer.iter_calibrate(model):
         pass
     return model
+
+
+def _trainable(network: torch.nn.Module, frozen_stacks: int) -> list[torch.nn.Parameter]:
+    """Freeze the stem and the first ``frozen_stacks`` stacks; the parameters left to train."""
+    stacks = len(network.hourglasses)
+    if frozen_stacks >= stacks:
+        raise InputError(
+            f"frozen_stacks must be less than the model's {stacks} stacks, got {frozen_stacks}"
+        )
+    network.requires_grad_(True)  # a copied network may carry an earlier run's freeze
+    if frozen_stacks:
+        frozen = [network.stem]
+        frozen += [network.hourglasses[i] for i in range(frozen_stacks)]
+        frozen += [network.embedding_heads[i] for i in range(frozen_stacks)]
+        for module in frozen:
+            module.requires_grad_(False)
+    return [p for p in network.parameters() if p.requires_grad]
