@@ -254,3 +254,25 @@ def test_widget_docked_after_a_model_change_starts_at_its_threshold(make_napari_
     session_for(viewer).set_model(tuned)
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Group")
     assert widget.params().threshold == pytest.approx(0.4)
+
+
+def test_estimate_diameter_sets_the_size_controls(setup, qtbot, movie):
+    """Estimate measures the objects from the stored embeddings (in a worker) and the size
+    controls follow, as the command line's do; the preview's HDBSCAN scale follows too."""
+    from napari_cosine_embed.core.diameter import equivalent_diameters, size_parameters
+
+    viewer, widget, layer, gt = setup
+    truth = np.median(np.concatenate([equivalent_diameters(f) for f in movie.labels]))
+    widget.estimate_diameter()
+    qtbot.waitUntil(lambda: widget._diameter.value > 0, timeout=20_000)
+    d = widget._diameter.value
+    assert d == pytest.approx(truth, rel=0.15)
+    assert "object diameter" in widget._status.value
+    sizes = size_parameters(d)
+    assert widget.params().min_cluster_size == sizes["min_cluster_size"]
+    assert widget.params().min_size == sizes["min_size"]
+    assert widget.params().object_size == pytest.approx(sizes["object_size"])
+    # 0 leaves the size controls as they are and HDBSCAN at the command line's default scale
+    widget._diameter.value = 0
+    assert widget.params().min_cluster_size == sizes["min_cluster_size"]
+    assert widget.params().object_size == group.GroupParams().object_size

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.diameter import size_parameters
 from ..core.errors import InputError
 from ..core.pipeline import DEFAULT_FOREGROUND_THRESHOLD, PipelineConfig
 
@@ -62,6 +63,9 @@ class GroupParams:
         Split every instance into its connected pieces.
     split_depth : float
         Cut instances made of round blobs joined by a neck at least this deep; 0 cuts nothing.
+    diameter : float
+        Typical object diameter in pixels (0: not set). HDBSCAN's coordinate scale
+        (:attr:`object_size`) follows it, as ``segment``'s does (a build parameter).
     """
 
     method: str = _PIPELINE.grouping
@@ -75,6 +79,14 @@ class GroupParams:
     min_size: int = _PIPELINE.min_size
     split: bool = True
     split_depth: float = _PIPELINE.split_depth
+    diameter: float = 0.0
+
+    @property
+    def object_size(self) -> float:
+        """HDBSCAN's coordinate scale: from the diameter when set, else ``segment``'s default."""
+        if self.diameter > 0:
+            return float(size_parameters(self.diameter)["object_size"])
+        return _PIPELINE.object_size
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> GroupParams:
@@ -95,12 +107,19 @@ class GroupParams:
             min_size=int(values["min_size"]),
             split=bool(values["split"]),
             split_depth=round(float(values["split_depth"]), 3),
+            diameter=round(float(values.get("diameter", 0.0)), 1),
         )
 
     def build_key(self) -> tuple:
         """The parameters a grouper is built with (the rest only cut or clean up)."""
         if self.method == "hdbscan":
-            return ("hdbscan", self.min_samples, self.coord_weight, self.threshold)
+            return (
+                "hdbscan",
+                self.min_samples,
+                self.coord_weight,
+                self.threshold,
+                self.object_size,
+            )
         return ("meanshift", self.coord_weight, self.threshold)
 
 
@@ -128,6 +147,7 @@ def build_grouper(embedding: np.ndarray, foreground: np.ndarray | None, params: 
             foreground=mask,
             min_samples=params.min_samples,
             coord_weight=params.coord_weight,
+            object_size=params.object_size,
         )
     return MeanShiftGrouper(embedding, foreground=mask, coord_weight=params.coord_weight)
 

@@ -30,6 +30,7 @@ from magicgui.widgets import (
     FloatSlider,
     FloatSpinBox,
     Label,
+    PushButton,
     Slider,
     SpinBox,
 )
@@ -98,6 +99,15 @@ class GroupWidget(Container):
         self._session = session = session_for(viewer)
         d = GroupParams()
         self._image = ComboBox(label="image", choices=layer_choices(viewer, "Image"))
+        self._diameter = FloatSpinBox(
+            label="object diameter (px)", min=0.0, max=2000.0, step=1.0, value=d.diameter
+        )
+        self._diameter.tooltip = (
+            "Typical diameter of your objects in pixels (0: not set). Setting it sets the min "
+            "cluster size and min object size for objects this large, and HDBSCAN's sense of "
+            "distance; Estimate measures it from the embeddings."
+        )
+        self._estimate = PushButton(text="Estimate diameter")
         self._method = ComboBox(label="method", choices=["hdbscan", "meanshift"], value=d.method)
         self._min_samples = SpinBox(label="min samples", min=1, max=200, value=d.min_samples)
         self._min_cluster_size = Slider(
@@ -139,6 +149,7 @@ class GroupWidget(Container):
         self._tune = JobControl(session, "tune", "Auto-tune on curated frames")
         self._controls = {
             "image": self._image,
+            "diameter": self._diameter,
             "method": self._method,
             "min_samples": self._min_samples,
             "min_cluster_size": self._min_cluster_size,
@@ -153,7 +164,9 @@ class GroupWidget(Container):
             "live": self._live,
         }
         below = [self._status, self._apply, self._curated, self._tune]
-        super().__init__(widgets=[*self._controls.values(), *below])
+        widgets = list(self._controls.values())
+        widgets.insert(2, self._estimate)
+        super().__init__(widgets=[*widgets, *below])
         self.preview_latencies: dict[str, list[float]] = {}
         self.builds = 0
         self.preview_frame: int | None = None
@@ -166,6 +179,9 @@ class GroupWidget(Container):
         self._timer.timeout.connect(self.refresh_preview)
         for name, widget in self._controls.items():
             widget.changed.connect(partial(self._control_changed, name))
+        self._diameter.changed.connect(self._diameter_set)
+        self._estimate.changed.connect(self.estimate_diameter)
+        self._estimator = None
         self._apply.on_click(self.apply_to_all)
         self._tune.on_click(self.auto_tune)
         connect_while_alive(
@@ -187,6 +203,51 @@ class GroupWidget(Container):
 
     def _mark_closed(self, *_: Any) -> None:
         self._closed = True
+
+    # -- object size --------------------------------------------------------------------------
+    def _diameter_set(self, value: float) -> None:
+        """The size controls follow a diameter (as ``segment``'s do); 0 leaves them alone."""
+        if value <= 0:
+            return
+        from ..core.diameter import size_parameters
+
+        sizes = size_parameters(value)
+        for name in ("min_cluster_size", "min_size"):
+            control = self._controls[name]
+            control.value = min(control.max, max(control.min, sizes[name]))
+
+    def estimate_diameter(self) -> None:
+        """Measure the typical object diameter from the embeddings of up to 3 frames (worker)."""
+        layer = self._image.value
+        if layer is None or self._estimator is not None:
+            return
+        store = self._session.store_for(layer, create=False)
+        done = [] if store is None else [t for t in range(store.n_frames) if store.has(t)]
+        if not done:
+            self._status.value = "no embedding yet: compute embeddings in the Embed widget first"
+            return
+        from napari.qt.threading import create_worker
+
+        frames = [done[round(i)] for i in np.linspace(0, len(done) - 1, min(3, len(done)))]
+        self._status.value = "estimating the object diameter..."
+        worker = create_worker(_estimate_job, store, sorted(set(frames)), _start_thread=False)
+        worker.returned.connect(self._estimated)
+        worker.errored.connect(self._preview_failed)
+        worker.finished.connect(partial(setattr, self, "_estimator", None))
+        self._estimator = worker
+        worker.start()
+
+    def _estimated(self, estimate: Any) -> None:
+        if self._closed:
+            return
+        if estimate.diameter is None:
+            self._status.value = "no object found to measure: check the foreground threshold"
+            return
+        self._diameter.value = round(estimate.diameter, 1)
+        self._status.value = (
+            f"object diameter {estimate.diameter:.1f} px, from {estimate.pieces} objects in "
+            f"frame(s) {', '.join(map(str, estimate.frames))}"
+        )
 
     # -- parameters ---------------------------------------------------------------------------
     def params(self) -> GroupParams:
@@ -411,3 +472,10 @@ class GroupWidget(Container):
         self.set_params(**values)
         shown = ", ".join(f"{k} {v}" for k, v in values.items())
         self._tune.set_status(f"best {result.metric} {result.best_score:.3f}: {shown}")
+
+
+def _estimate_job(store: Any, frames: list[int]) -> Any:
+    """The diameter estimate from stored embeddings (runs in a worker thread)."""
+    from ..core.diameter import estimate_from_embeddings
+
+    return estimate_from_embeddings([store.get(t) for t in frames], frames)

@@ -36,6 +36,7 @@ __all__ = [
     "SizePlan",
     "equivalent_diameters",
     "estimate_diameter",
+    "estimate_from_embeddings",
     "model_diameter_range",
     "parse_diameter",
     "plan_size",
@@ -173,14 +174,22 @@ def estimate_diameter(
     stack = movie[None] if getattr(movie, "ndim", None) == 2 else movie
     n = stack.shape[0]
     chosen = _estimate_frames(n) if frames is None else [int(t) for t in frames]
-    diameters = []
+    outputs = []
     for t in chosen:
         frame = _centre_crop(np.asarray(stack[t]), ESTIMATE_SIDE)
         emb, fg = embed_with_foreground(model, frame)
-        pieces = embedding_pieces(emb[0], None if fg is None else fg[0])
-        diameters.append(equivalent_diameters(pieces, _MIN_PIECE))
-    found = np.concatenate(diameters) if diameters else np.zeros(0)
-    return DiameterEstimate(robust_median(found), int(found.size), tuple(chosen))
+        outputs.append((emb[0], None if fg is None else fg[0]))
+    return estimate_from_embeddings(outputs, chosen)
+
+
+def estimate_from_embeddings(
+    outputs: Sequence[tuple[np.ndarray, np.ndarray | None]], frames: Sequence[int] = ()
+) -> DiameterEstimate:
+    """The diameter estimate from embeddings already computed: ``(embedding, foreground)``
+    pairs of shape (D, Y, X) and (Y, X) (foreground may be None)."""
+    found = [equivalent_diameters(embedding_pieces(e, f), _MIN_PIECE) for e, f in outputs]
+    values = np.concatenate(found) if found else np.zeros(0)
+    return DiameterEstimate(robust_median(values), int(values.size), tuple(int(t) for t in frames))
 
 
 def model_diameter_range(model: Any) -> tuple[float, float]:
