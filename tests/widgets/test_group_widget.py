@@ -261,7 +261,7 @@ def test_estimate_diameter_sets_the_size_controls(setup, qtbot, movie):
     controls follow, as the command line's do; the preview's HDBSCAN scale follows too."""
     from napari_cosine_embed.core.diameter import equivalent_diameters, size_parameters
 
-    viewer, widget, layer, gt = setup
+    widget = setup[1]
     truth = np.median(np.concatenate([equivalent_diameters(f) for f in movie.labels]))
     widget.estimate_diameter()
     qtbot.waitUntil(lambda: widget._diameter.value > 0, timeout=20_000)
