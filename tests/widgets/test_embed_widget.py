@@ -163,3 +163,40 @@ def test_device_choices_are_the_devices_present(make_napari_viewer):
     assert list(widget._device.choices) == ["auto", *available_devices()]
     widget._device.value = "cpu"
     assert session_for(viewer).device == "cpu"
+
+
+def test_a_model_tuned_on_rescaled_objects_embeds_at_its_size(
+    make_napari_viewer, qtbot, movie, tmp_path
+):
+    """A model that records the object sizes it was tuned for gets frames at that size (the
+    diameter estimated in the worker); the store holds embeddings at the layer's pixels, unit
+    length, that group into the nuclei."""
+    from napari_cosine_embed._widgets._grouping import GroupParams, group_frame
+    from napari_cosine_embed.core.checkpoint import load_model, save_model
+    from napari_cosine_embed.core.metrics.instances import instance_scores
+
+    small = load_model("default")
+    small.record = {**small.record, "diameter_range": [12.0, 15.0]}  # sample nuclei: ~22 px
+    path = save_model(tmp_path / "small.pt", small)
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(movie.image[:2], name="nuclei")
+    widget = _dock(viewer)
+    session = session_for(viewer)
+    session.set_model(path)
+    _run(qtbot, widget)
+    store = session.store_for(layer, create=False)
+    assert store.missing() == []
+    emb, fg = store.get(1)
+    assert emb.shape[1:] == layer.data.shape[1:]
+    assert fg.shape == layer.data.shape[1:]
+    # not what the network gives at the layer's own size
+    from napari_cosine_embed.core.embed import embed_with_foreground
+
+    native, _ = embed_with_foreground(small, layer.data[:2], device="cpu")
+    agreement = (native[1] * np.asarray(emb, np.float32)).sum(0)[fg > 0.5]
+    assert (agreement < 0.95).mean() > 0.01
+    norms = np.linalg.norm(np.asarray(emb, np.float32), axis=0)
+    assert np.allclose(norms, 1, atol=0.01)
+    labels = group_frame(np.asarray(emb, np.float32), fg, GroupParams(diameter=13.5 / 0.6))
+    scores = instance_scores([movie.labels[1]], [labels])
+    assert scores["F1_50"] > 0.7, scores

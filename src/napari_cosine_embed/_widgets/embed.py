@@ -297,6 +297,7 @@ class EmbedWidget(Container):
 
     def compute(self) -> None:
         """Embed the frames of the chosen layer that are not cached yet (the button's action)."""
+        from ..core.diameter import iter_embed_at_size, knows_sizes
         from ..core.embed import iter_embed
 
         layer = self._image.value
@@ -314,7 +315,20 @@ class EmbedWidget(Container):
             self._control.set_status(f"all {store.n_frames} frames already embedded (reused)")
             return
         results = iter(())
-        if todo:
+        if todo and knows_sizes(model):
+            # a model tuned on rescaled objects: frames go to it at that size (the estimate
+            # runs in the worker), the embeddings come back at the layer's pixels
+            from ..core.device import resolve_device
+
+            resolve_device(self._session.device)  # a bad device: a notification at once
+            results = iter_embed_at_size(
+                model,
+                layer.data,
+                todo,
+                device=self._session.device,
+                **self._session.embed_options,
+            )
+        elif todo:
             # checked here, on the main thread, so a bad device is a notification at once
             results = iter_embed(
                 model,

@@ -37,6 +37,8 @@ __all__ = [
     "equivalent_diameters",
     "estimate_diameter",
     "estimate_from_embeddings",
+    "iter_embed_at_size",
+    "knows_sizes",
     "model_diameter_range",
     "parse_diameter",
     "plan_size",
@@ -210,6 +212,12 @@ def model_diameter_range(model: Any) -> tuple[float, float]:
     return DEFAULT_DIAMETER_RANGE
 
 
+def knows_sizes(model: Any) -> bool:
+    """Whether a model records the object sizes it was tuned for (then inference should
+    bring movies to them)."""
+    return model_diameter_range(model) != DEFAULT_DIAMETER_RANGE
+
+
 def size_parameters(diameter: float) -> dict[str, float | int]:
     """Grouping and tracking size parameters for objects ``diameter`` pixels across.
 
@@ -374,3 +382,46 @@ def model_view(movie: Any, plan: SizePlan) -> Any:
         return movie
     stack = movie[None] if movie.ndim == 2 else movie
     return RescaledMovie(stack, plan.scale)
+
+
+def upsample_outputs(
+    embedding: np.ndarray, foreground: np.ndarray | None, shape: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Embeddings (D, y, x) and foreground (y, x) of a rescaled frame, brought to ``shape``.
+
+    Bilinear, then each embedding is made unit length again: what a viewer shows and groups
+    at the image's own pixels (the pipeline groups at the model's scale instead, which is
+    cheaper for large objects).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    shape = tuple(int(s) for s in shape[-2:])
+    if embedding.shape[1:] == shape:
+        return embedding, foreground
+    emb = torch.from_numpy(np.ascontiguousarray(embedding, np.float32))[None]
+    emb = F.interpolate(emb, size=shape, mode="bilinear", align_corners=False)[0]
+    emb = emb / emb.norm(dim=0, keepdim=True).clamp_min(1e-6)
+    fg = None
+    if foreground is not None:
+        f = torch.from_numpy(np.ascontiguousarray(foreground, np.float32))[None, None]
+        fg = F.interpolate(f, size=shape, mode="bilinear", align_corners=False)[0, 0].numpy()
+    return emb.numpy(), fg
+
+
+def iter_embed_at_size(model: Any, movie: Any, frames: Sequence[int], **options: Any):
+    """:func:`~.embed.iter_embed` at the size the model knows, outputs at the movie's pixels.
+
+    The object diameter is estimated first (:func:`plan_size`, ``"auto"``); frames are then
+    rescaled as the plan says, embedded, and their outputs brought back to the movie's shape
+    (:func:`upsample_outputs`). A generator of :class:`~.embed.FrameEmbedding`; its first
+    item comes after the estimate (a few frames' worth of embedding).
+    """
+    from .embed import iter_embed
+
+    stack = movie[None] if movie.ndim == 2 else movie
+    plan = plan_size(model, stack, "auto")
+    shape = tuple(stack.shape[-2:])
+    for result in iter_embed(model, model_view(stack, plan), frames=frames, **options):
+        emb, fg = upsample_outputs(result.embedding, result.foreground, shape)
+        yield replace(result, embedding=emb, foreground=fg)
