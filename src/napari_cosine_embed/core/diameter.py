@@ -64,6 +64,8 @@ ESTIMATE_SIDE = 1024
 
 #: Neighbouring embeddings whose cosine is below this are on different objects.
 _SAME_OBJECT_COSINE = 0.5
+#: Foreground probability a pixel needs to count in the estimate.
+PIECE_THRESHOLD = 0.5
 #: Pieces smaller than this (pixels) are noise, not objects.
 _MIN_PIECE = 8
 
@@ -112,11 +114,13 @@ def robust_median(diameters: np.ndarray) -> float | None:
 
 
 def embedding_pieces(
-    embedding: np.ndarray, foreground: np.ndarray | None, threshold: float = 0.5
+    embedding: np.ndarray, foreground: np.ndarray | None, threshold: float | None = None
 ) -> np.ndarray:
-    """Connected pieces of confident foreground within which the embedding does not turn."""
+    """Connected pieces of foreground (at least ``threshold``, default
+    :data:`PIECE_THRESHOLD`) within which the embedding does not turn."""
     from scipy import ndimage as ndi
 
+    threshold = PIECE_THRESHOLD if threshold is None else threshold
     emb = np.asarray(embedding, np.float32)
     mask = np.ones(emb.shape[1:], bool) if foreground is None else foreground >= threshold
     for axis in (1, 2):
