@@ -124,18 +124,6 @@ class Trainer:
             state = _read_state(resume_from)
             config = replace(TrainConfig.from_dict(state["train_config"]), device=config.device)
             model = model_from_payload(state["model"], path=os.fspath(resume_from))
-            if state["data"] != plain(data.describe()):
-                raise InputError(
-                    f"{resume_from}: was trained on {state['data'].get('summary')!r}, not on "
-                    f"{data.describe()['summary']!r}; give the same data to resume"
-                )
-        elif model is None:
-            model = EmbeddingModel.new(seed=config.seed, name="trained")
-        else:
-            model = model.copy()
-        self.config = config
-        self.device = resolve_device(config.device)
-        self.model = model.to(self.device)
         # Fine-tuning: curated objects too large for the crops are shrunk to fit them (the
         # tuned model records the size, and inference rescales movies to it).
         self.sizing: dict[str, Any] | None = None
@@ -143,6 +131,20 @@ class Trainer:
             data, self.sizing = fit_to_crop(data, config.crop)
             if val_data is not None and self.sizing["scale"] != 1:
                 val_data = rescaled(val_data, self.sizing["scale"])
+        if state is not None and state["data"] != plain(data.describe()):
+            raise InputError(
+                f"{resume_from}: was trained on {state['data'].get('summary')!r}, not on "
+                f"{data.describe()['summary']!r}; give the same data to resume"
+            )
+        if state is not None:
+            pass  # the model comes from the state
+        elif model is None:
+            model = EmbeddingModel.new(seed=config.seed, name="trained")
+        else:
+            model = model.copy()
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
         self._raw_data, self._raw_val = data, val_data
         self.data = data.normalised(model.normalisation)
         self.val_data = None if val_data is None else val_data.normalised(model.normalisation)
