@@ -160,7 +160,9 @@ def main() -> None:
                 (f"fine-tuned (x{size.get('scale', 1)})", after, f"{seconds:.0f}"),
             ):
                 scores = ctc_scores(held, res, measures=MEASURES)
-                row = " | ".join(f"{scores[k]:.3f}" for k in MEASURES)
+                row = " | ".join(
+                    "-" if scores.get(k) is None else f"{scores[k]:.3f}" for k in MEASURES
+                )
                 print(f"| {name} 02 | {frames} ({how}) | {label} | {row} | {extra} |", flush=True)
 
 
