@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument(
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "nce-bench-cache"
     )
+    parser.add_argument("--save", type=Path, help="folder to keep the fine-tuned models in")
     args = parser.parse_args()
 
     config = PipelineConfig(**config_overrides(args.set))
@@ -152,6 +153,11 @@ def main() -> None:
                     tuned = stop.value
                     break
             seconds = time.perf_counter() - tic
+            if args.save is not None:
+                from napari_cosine_embed.core.checkpoint import save_model
+
+                args.save.mkdir(parents=True, exist_ok=True)
+                save_model(args.save / f"{name}-{int(time.time())}.pt", tuned)
             after = tmp / f"{name}-after"
             run_ours(movie, tuned, config, args.cache, after)
             size = tuned.record.get("object_size") or {}
