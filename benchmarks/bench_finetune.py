@@ -2,7 +2,8 @@
 
 Fine-tunes the bundled ``default`` model (a randomly initialised default-config network when
 none is bundled yet) with :data:`FINETUNE_DEFAULTS` (200 steps, batches of 2 crops of
-192 x 192 px, clips of 4 frames, half the crops on a nucleus) on 3 curated frames of a
+192 x 192 px, clips of 3 frames, the first stack frozen, half the crops on a nucleus) on 3
+curated frames of a
 512 x 512 synthetic movie, as the fine-tune widget does from a corrected labels layer; then
 the calibration of the foreground threshold that ends every fine-tune. The requirement is
 < 2 minutes on two CPU cores. Prints the wall times, seconds per step and the loss at the

@@ -241,3 +241,4 @@ def test_finetune_command_defaults_match_the_core():
         FINETUNE_DEFAULTS.lr,
         FINETUNE_DEFAULTS.foreground_crops,
     )
+    assert args.frozen_stacks == FINETUNE_DEFAULTS.frozen_stacks

@@ -245,6 +245,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
         log_every=args.log_every,
+        frozen_stacks=args.frozen_stacks,
     )
     trainer = Trainer(
         base,
@@ -509,9 +510,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "(default OUT.state.pt)",
     )  # fmt: skip
     p.add_argument("--resume", type=Path, metavar="STATE", help="continue an interrupted fine-tune")
-    # FINETUNE_DEFAULTS' values, written out so that `--help` does not import torch
     # FINETUNE_DEFAULTS' values (a test checks), without importing torch to build the parser
-    _add_run_options(p, steps=200, batch_size=2, clip_length=4, lr=2e-4, foreground_crops=0.5)
+    _add_run_options(p, steps=200, batch_size=2, clip_length=3, lr=1e-3, foreground_crops=0.5)
+    p.add_argument(
+        "--frozen-stacks",
+        type=_train_field("frozen_stacks"),
+        default=1,
+        help="leading hourglass stacks (with the stem) kept fixed; 0 trains every layer "
+        "(default 1)",
+    )
     p.set_defaults(func=_validate.checked(p, _cmd_finetune, _validate.check_finetune))
 
     p = sub.add_parser("models", help="list the bundled models")

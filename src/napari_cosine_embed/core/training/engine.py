@@ -150,13 +150,17 @@ class TrainConfig:
         return cls(**values)
 
 
-#: Fine-tuning on a few curated frames: 200 steps of 2 crops of 192 x 192 px at a low learning
-#: rate, about 0.4 CPU-seconds a step (under a minute on two idle CPU cores, against a budget of
-#: two; benchmarks/bench_finetune.py). The cosine loss costs pixels x instances, so larger crops
-#: grow faster than their area.
-# Clips of 4 frames (3 unlabelled warm-up frames, then a curated one), as the pipeline embeds
-# with a 3-frame warm-up: fine-tuned on single frames (zero state), the network learned a
-# foreground that swelled once a state ran (SIM+: IoU 0.71 stateless, 0.54 with state).
+#: Fine-tuning on a few curated frames: 200 steps of 2 crops of 192 x 192 px, the stem and the
+#: first of the two stacks frozen (benchmarks/bench_finetune.py for the time, and
+#: bench_learning_loop.py for what it buys). The cosine loss costs pixels x instances, so
+#: larger crops grow faster than their area.
+# Clips of 3 frames (2 unlabelled warm-up frames, then a curated one): fine-tuned on single
+# frames (zero state), the network learned a foreground that swelled once a state ran (SIM+:
+# IoU 0.71 stateless, 0.54 with state); 2 warm-up frames suffice and cost less than 3.
+# On whole cells (Fluo-C2DL-MSC 02, 3 curated frames, held-out SEG / DET / TRA from 0.408 /
+# 0.461 / 0.463): lr 2e-4 and every layer learning gave 0.443 / 0.579 / 0.571 in 59 s; lr 1e-3
+# 0.452 / 0.580 / 0.570; lr 1e-3 with the first stack frozen and 3-frame clips 0.457 / 0.596 /
+# 0.588 in 37 s (docs/benchmarks.md, "The learning loop").
 # Half the crops sit on a curated nucleus: on SIM+ (773 x 739 frames, nuclei on 3-7 % of the
 # pixels) most uniform 192 px crops hold no nucleus; with half of them placed on one, held-out
 # SEG after 100 steps rose from 0.56 to 0.59 (docs/benchmarks.md).
@@ -164,12 +168,13 @@ FINETUNE_DEFAULTS = TrainConfig(
     steps=200,
     batch_size=2,
     crop=192,
-    clip_length=4,
-    lr=2e-4,
+    clip_length=3,
+    lr=1e-3,
     warmup=10,
     val_every=0,
     checkpoint_every=0,
     foreground_crops=0.5,
+    frozen_stacks=1,
 )
 
 
