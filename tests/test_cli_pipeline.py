@@ -53,6 +53,40 @@ def test_segment_writes_its_settings(segmented):
     assert len(settings["model"]["fingerprint"]) == 16
 
 
+def test_segment_records_the_estimated_diameter_as_a_number(segmented):
+    """``--diameter auto`` (the default) is estimated once; settings.json holds the number
+    and the sizes that followed it, so a rerun from it repeats the plan without estimating."""
+    from napari_cosine_embed.core.diameter import size_parameters
+
+    params = json.loads((segmented / "settings.json").read_text())["parameters"]
+    assert isinstance(params["diameter"], float)
+    assert 15 < params["diameter"] < 35  # the sample's nuclei: ~22 px across
+    for name, value in size_parameters(params["diameter"]).items():
+        assert params[name] == pytest.approx(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("huge", "'auto' or a number"), ("0", "in [2, 2000]"), ("nan", "'auto' or a number")],
+)
+def test_segment_refuses_a_bad_diameter(dataset, tmp_path, capsys, value, message):
+    assert (
+        main(["segment", str(dataset / "01"), "-o", str(tmp_path / "r"), "--diameter", value]) == 2
+    )
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_segment_with_the_diameter_off_keeps_the_pixel_sizes(dataset, tmp_path):
+    out = tmp_path / "off"
+    assert main(["segment", str(dataset / "01"), "-o", str(out), "--diameter", "off"]) == 0
+    params = json.loads((out / "settings.json").read_text())["parameters"]
+    defaults = PipelineConfig()
+    assert params["diameter"] is None
+    assert params["min_cluster_size"] == defaults.min_cluster_size
+    assert params["object_size"] == defaults.object_size
+
+
 def test_segment_result_passes_ctc_validate(segmented):
     exe = Path(sys.executable).parent / "ctc_validate"
     if not exe.exists():

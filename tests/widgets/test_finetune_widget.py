@@ -60,6 +60,16 @@ def test_finetune_saves_a_new_model_and_offers_it(make_napari_viewer, qtbot, tmp
     assert model.record["data"]["summary"]
     assert "finetuned-002.pt" in widget._result.value
     assert "validation score" in widget._result.value
+    # the held-out curated frame, segmented with the old and the new model, scored as the
+    # benchmarks score (SEG), saved with the model and shown
+    check = model.record["held_out_check"]
+    assert check["frames"] == [4]
+    assert check["measure"] == "SEG"
+    assert 0.5 < check["before"] <= 1  # the bundled model on the sample: about 0.8
+    assert 0 <= check["after"] <= 1
+    assert f"held-out frame(s) 4: SEG {check['before']:.3f} -> {check['after']:.3f}" in (
+        widget._result.value
+    )
     assert session.model_id == old_id  # nothing changes until the user asks
 
     assert not widget._use.native.isHidden()

@@ -156,6 +156,7 @@ class FinetuneWidget(Container):
         layout = self.native.layout()
         layout.insertWidget(layout.indexOf(self._result.native), self.plot)
         self._trainer = None
+        self._held = None
         self._returned = self._aborted = self._calibrating = False
         self.saved: Path | None = None
         self._control.on_click(self._run)
@@ -251,6 +252,14 @@ class FinetuneWidget(Container):
             device=device,
         )
         base = self._session.model()
+        # the held-out curated frames, copied now: scored with both models after training
+        self._held = None
+        if val_frames:
+            data_now = labels.data
+            truth = {
+                t: np.array(data_now[t] if data_now.ndim == 3 else data_now) for t in val_frames
+            }
+            self._held = (image.data, truth, val_frames, base)
         self.plot.clear()
         self._use.visible = False
         self._result.value = ""
@@ -283,7 +292,35 @@ class FinetuneWidget(Container):
         )
         for info in self._trainer.run():
             yield info["step"], info["steps"], info
-        return (yield from self._calibrate(self._trainer.best_model))
+        model = yield from self._calibrate(self._trainer.best_model)
+        if self._held is not None:
+            model = yield from self._check(model)
+        return model
+
+    def _check(self, model) -> Generator[tuple[int, int, dict], None, Any]:
+        """Worker: the held-out curated frames segmented with the base and the new model.
+
+        The score (SEG, as the benchmarks measure it) goes into the model's record, so it is
+        saved with it and shown with the result.
+        """
+        from ..core.training.readout import held_out_scores
+
+        image, truth, frames, base = self._held
+        run = held_out_scores(base, model, image, truth, frames)
+        while True:
+            try:
+                done, total = next(run)
+            except StopIteration as stop:
+                scores = stop.value
+                break
+            yield done, total, {"checking": True}
+        model.record["held_out_check"] = {
+            "measure": "SEG",
+            "frames": list(scores.frames),
+            "before": round(scores.before, 4),
+            "after": round(scores.after, 4),
+        }
+        return model
 
     def _calibrate(self, model) -> Generator[tuple[int, int, dict], None, Any]:
         """Worker: the foreground threshold suited to the new weights.
@@ -296,6 +333,12 @@ class FinetuneWidget(Container):
         return model
 
     def _step_done(self, info: dict) -> None:
+        if info.get("checking"):
+            self._control.set_status(
+                f"{self._control.progress.value} / {self._control.progress.max}: scoring the "
+                "held-out frames with the old and the new model"
+            )
+            return
         if info.get("calibrating"):
             self._control.set_status(
                 f"{self._control.progress.value} / "
@@ -362,6 +405,14 @@ class FinetuneWidget(Container):
         found = calibration(model)
         if found:
             text += f", foreground threshold {found['threshold']:g}"
+        check = record.get("held_out_check")
+        if check:
+            from ..core.training.readout import HeldOutScores
+
+            scores = HeldOutScores(tuple(check["frames"]), check["before"], check["after"])
+            text += f"\n{scores.describe()}"
+        elif not self._held:
+            text += "\n(hold out a curated frame to see the score before and after)"
         self._result.value = text
         self._result.tooltip = str(path)
         self._use.visible = True
