@@ -70,9 +70,10 @@ def test_segment_records_the_estimated_diameter_as_a_number(segmented):
     [("huge", "'auto' or a number"), ("0", "in [2, 2000]"), ("nan", "'auto' or a number")],
 )
 def test_segment_refuses_a_bad_diameter(dataset, tmp_path, capsys, value, message):
-    assert (
-        main(["segment", str(dataset / "01"), "-o", str(tmp_path / "r"), "--diameter", value]) == 2
-    )
+    argv = ["segment", str(dataset / "01"), "-o", str(tmp_path / "r"), "--diameter", value]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 

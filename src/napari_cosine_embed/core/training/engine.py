@@ -87,8 +87,9 @@ class TrainConfig:
         Share of the crops placed around a labelled nucleus pixel (the rest uniform; see
         :meth:`~.data.TrainingData.sample`).
     frozen_stacks : int
-        Leading hourglass stacks (with the stem) whose weights stay fixed; the loss then looks
-        at the outputs of the stacks that learn. Fewer weights to move on a few curated
+        Leading hourglass stacks (with the stem) whose weights stay fixed, at most all but the
+        last (a one-stack model trains whole); the loss then looks at the outputs of the
+        stacks that learn. Fewer weights to move on a few curated
         frames, and no backward pass through the frozen part.
     """
 

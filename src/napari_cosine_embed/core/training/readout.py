@@ -41,7 +41,10 @@ def _segment(model: Any, image: Any, t: int, warmup: int) -> np.ndarray:
 
     start = max(0, t - warmup)
     clip = np.stack([np.asarray(image[s]) for s in range(start, t + 1)])
-    config = PipelineConfig(model="given", device=None, track=False, warmup=warmup)
+    import torch
+
+    device = torch.device(model.device).type  # where the model is: it stays there
+    config = PipelineConfig(model="given", device=device, track=False, warmup=warmup)
     return result_of(run_pipeline(clip, config, model=model)).labels[-1]
 
 

@@ -408,12 +408,9 @@ def finetune(
 
 
 def _trainable(network: torch.nn.Module, frozen_stacks: int) -> list[torch.nn.Parameter]:
-    """Freeze the stem and the first ``frozen_stacks`` stacks; the parameters left to train."""
-    stacks = len(network.hourglasses)
-    if frozen_stacks >= stacks:
-        raise InputError(
-            f"frozen_stacks must be less than the model's {stacks} stacks, got {frozen_stacks}"
-        )
+    """Freeze the stem and the first ``frozen_stacks`` stacks, always leaving the last stack
+    to learn (a one-stack model trains whole); the parameters left to train."""
+    frozen_stacks = min(frozen_stacks, len(network.hourglasses) - 1)
     network.requires_grad_(True)  # a copied network may carry an earlier run's freeze
     if frozen_stacks:
         frozen = [network.stem]
