@@ -111,6 +111,8 @@ def main(out_dir: str) -> None:
         # Group: the live preview of the frame in view, then every frame
         group = show_tab(viewer, "Group")
         only_visible(viewer, "synthetic nuclei", "preview")
+        group.estimate_diameter()  # the object diameter, measured from the embeddings
+        wait_until(lambda: group._diameter.value > 0 and group._estimator is None)
         # one debounced rebuild for both; it is recorded under the last control set
         wait_for_preview(
             group,
