@@ -179,3 +179,27 @@ def test_fine_tuning_data_with_objects_too_large_for_the_crop_is_shrunk():
     assert same is data
     assert record["scale"] == 1
     assert record["diameter_range"] is None
+
+
+def test_no_estimate_when_the_model_calls_most_of_the_frame_foreground():
+    """Dark objects on a bright background: a model that reads the background as foreground
+    gives pieces that are not objects; no estimate is better than a wrong one."""
+    from napari_cosine_embed.core.diameter import SizePlan, estimate_from_embeddings
+
+    emb = np.zeros((4, 64, 64), np.float32)
+    emb[0] = 1
+    fg = np.ones((64, 64), np.float32)
+    fg[20:30, 20:30] = 0  # a dark "nucleus"
+    estimate = estimate_from_embeddings([(emb, fg)], [0])
+    assert estimate.diameter is None
+    assert estimate.coverage > 0.9
+    assert "foreground" in estimate.reason
+    plan = SizePlan(None, 1.0, "auto", estimate)
+    assert "not estimated" in plan.describe()
+    assert "give the diameter" in plan.describe()
+    # objects on a dark background are measured
+    fg = np.zeros((64, 64), np.float32)
+    fg[20:30, 20:30] = 1
+    fg[40:52, 8:20] = 1
+    estimate = estimate_from_embeddings([(emb, fg)], [0])
+    assert estimate.diameter == pytest.approx(np.sqrt(4 * 100 / np.pi), rel=0.2)

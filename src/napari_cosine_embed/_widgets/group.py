@@ -241,7 +241,8 @@ class GroupWidget(Container):
         if self._closed:
             return
         if estimate.diameter is None:
-            self._status.value = "no object found to measure: check the foreground threshold"
+            why = estimate.reason or "no object found to measure"
+            self._status.value = f"{why} (check the foreground threshold)"
             return
         self._diameter.value = round(estimate.diameter, 1)
         self._status.value = (

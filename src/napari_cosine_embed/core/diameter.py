@@ -64,6 +64,8 @@ ESTIMATE_SIDE = 1024
 
 #: Neighbouring embeddings whose cosine is below this are on different objects.
 _SAME_OBJECT_COSINE = 0.5
+#: When more of the pixels than this are confident foreground, no estimate is made.
+MAX_COVERAGE = 0.6
 #: Foreground probability a pixel needs to count in the estimate.
 PIECE_THRESHOLD = 0.5
 #: Pieces smaller than this (pixels) are noise, not objects.
@@ -148,6 +150,8 @@ class DiameterEstimate:
     diameter: float | None
     pieces: int
     frames: tuple[int, ...]
+    coverage: float = 0.0  # share of the pixels in the pieces measured
+    reason: str = ""  # why there is no estimate, when there is none
 
 
 def _estimate_frames(n: int) -> list[int]:
@@ -193,9 +197,25 @@ def estimate_from_embeddings(
 ) -> DiameterEstimate:
     """The diameter estimate from embeddings already computed: ``(embedding, foreground)``
     pairs of shape (D, Y, X) and (Y, X) (foreground may be None)."""
-    found = [equivalent_diameters(embedding_pieces(e, f), _MIN_PIECE) for e, f in outputs]
+    found, covered, pixels = [], 0, 0
+    for embedding, foreground in outputs:
+        pieces = embedding_pieces(embedding, foreground)
+        found.append(equivalent_diameters(pieces, _MIN_PIECE))
+        covered += int(np.count_nonzero(pieces))
+        pixels += pieces.size
     values = np.concatenate(found) if found else np.zeros(0)
-    return DiameterEstimate(robust_median(values), int(values.size), tuple(int(t) for t in frames))
+    frames = tuple(int(t) for t in frames)
+    coverage = covered / max(1, pixels)
+    if coverage > MAX_COVERAGE:
+        # Most of the frame "foreground": the model reads the background as object (dark
+        # objects on a bright background, which the bundled model never saw).
+        reason = (
+            f"the model calls {coverage:.0%} of the pixels foreground, so its pieces are not "
+            "objects; give the diameter in pixels"
+        )
+        return DiameterEstimate(None, int(values.size), frames, coverage, reason)
+    reason = "" if values.size else "no object found to measure"
+    return DiameterEstimate(robust_median(values), int(values.size), frames, coverage, reason)
 
 
 def model_diameter_range(model: Any) -> tuple[float, float]:
@@ -257,7 +277,8 @@ class SizePlan:
     def describe(self) -> str:
         if self.diameter is None:
             if self.source == "auto":
-                return "object diameter: no object found to estimate it; frames not rescaled"
+                why = (self.estimate.reason if self.estimate else "") or "no object found"
+                return f"object diameter: not estimated ({why}); frames not rescaled"
             return "object diameter: not set; frames not rescaled"
         text = f"object diameter {self.diameter:.1f} px ({'estimated' if self.source == 'auto' else 'given'})"
         if self.scale != 1:

@@ -370,6 +370,8 @@ def run_pipeline(
         raise InputError(f"the embedding store is for {store.n_frames} frames of {store.shape}")
     seconds = {"embed": 0.0, "group": 0.0, "track": 0.0}
     warnings: list[str] = []
+    if size.source == "auto" and size.diameter is None:
+        warnings.append(f"{size.describe()}; the size parameters keep their pixel values")
 
     def history(t: int) -> range:
         return embedding_history(t, state_window=config.state_window, warmup=config.warmup)
