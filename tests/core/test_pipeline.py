@@ -163,7 +163,10 @@ def test_pair_tracking_through_the_pipeline_scores_on_ideal_embeddings(movie):
     emb = embedding_from_labels(movie.labels.astype(np.int64), dim=8, noise=0.1, seed=0)
     for t in range(n):
         store.put(t, emb[:, t], (movie.labels[t] > 0) * 1.0)
-    config = PipelineConfig(tracking="pairs", min_cluster_size=15, min_samples=5, min_size=5)
+    # no network to estimate an object diameter with: the pixel sizes as given
+    config = PipelineConfig(
+        tracking="pairs", min_cluster_size=15, min_samples=5, min_size=5, diameter=None
+    )
     config.min_track_length, config.min_split_frames, config.max_gap = 1, 1, 0
     config.min_child_ratio, config.coord_weight = 0.0, 1.0
 
