@@ -366,7 +366,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         raise InputError(f"{name}: a single 2D image cannot be tracked; pass --no-track")
     # the diameter (estimated once, here) goes into settings.json as a number
     config, size = resolve_size(config, model, movie)
-    print(size.describe(), file=sys.stderr)
+    with contextlib.suppress(OSError, ValueError):  # a note: a full stderr must not stop work
+        print(size.describe(), file=sys.stderr, flush=True)
     settings = _settings(config, model, args.input)
     text = json.dumps(settings, indent=2, default=str) + "\n"
     view = model_view(movie, size)
