@@ -198,3 +198,14 @@ def test_ctrl_c_leaves_nothing_behind(dataset, tmp_path):
     assert "interrupted" in err
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_invert_option_reaches_the_config():
+    from napari_cosine_embed.cli import build_parser
+    from napari_cosine_embed.cli._pipeline import _config
+
+    parser = build_parser()
+    args = parser.parse_args(["segment", "movie.tif", "-o", "out", "--invert"])
+    assert _config(args).invert is True
+    args = parser.parse_args(["segment", "movie.tif", "-o", "out"])
+    assert _config(args).invert is False

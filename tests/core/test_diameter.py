@@ -203,3 +203,24 @@ def test_no_estimate_when_the_model_calls_most_of_the_frame_foreground():
     fg[40:52, 8:20] = 1
     estimate = estimate_from_embeddings([(emb, fg)], [0])
     assert estimate.diameter == pytest.approx(np.sqrt(4 * 100 / np.pi), rel=0.2)
+
+
+def test_invert_segments_dark_objects_on_a_bright_background(model):
+    """Dark nuclei on a bright background (brightfield-like): the model, trained on bright
+    objects, finds them when the frames are inverted, and not without."""
+    from napari_cosine_embed.core.metrics.instances import instance_scores
+
+    movie = _movie(1.0, frames=1)
+    image = np.asarray(movie.image, np.float32)
+    dark = image.max() - image
+    truth = [np.asarray(movie.labels[0])]
+    scores = {}
+    for invert in (False, True):
+        config = PipelineConfig(device="cpu", track=False, invert=invert)
+        labels = result_of(run_pipeline(dark[0], config, model=model)).labels
+        assert labels.shape == dark.shape[1:]
+        scores[invert] = instance_scores(truth, [labels])["F1_50"]
+    assert scores[True] > 0.8
+    assert scores[False] < scores[True] - 0.3
+    with pytest.raises(InputError, match="invert"):
+        PipelineConfig(invert="yes")

@@ -122,6 +122,8 @@ def _config(args: argparse.Namespace):
             values[field] = None if value == "off" else value
     if args.no_track:
         values["track"] = False
+    if getattr(args, "invert", False):
+        values["invert"] = True
     return PipelineConfig.from_dict(values)
 
 
@@ -317,7 +319,7 @@ def _warn(command: str, warnings) -> None:
 
 def _cmd_segment(args: argparse.Namespace) -> int:
     from ..core.checkpoint import load_model
-    from ..core.diameter import model_view, resolve_size
+    from ..core.diameter import InvertedMovie, model_view, resolve_size
     from ..core.embedding_store import EmbeddingStore
     from ..core.io._atomic import atomic_folder
     from ..core.io.tiff import write_labels_tiff
@@ -365,12 +367,12 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     if movie.ndim != 3:
         raise InputError(f"{name}: a single 2D image cannot be tracked; pass --no-track")
     # the diameter (estimated once, here) goes into settings.json as a number
-    config, size = resolve_size(config, model, movie)
+    config, size = resolve_size(config, model, InvertedMovie(movie) if config.invert else movie)
     with contextlib.suppress(OSError, ValueError):  # a note: a full stderr must not stop work
         print(size.describe(), file=sys.stderr, flush=True)
     settings = _settings(config, model, args.input)
     text = json.dumps(settings, indent=2, default=str) + "\n"
-    view = model_view(movie, size)
+    view = model_view(InvertedMovie(movie) if config.invert else movie, size)
     n, shape = movie.shape[0], tuple(view.shape[-2:])
     dim = model.config.embedding_dim
     ids = cache_ids(model, view, config)
@@ -548,6 +550,12 @@ def add_commands(sub) -> None:
         f"late (default {defaults['split_back']}; 0: never)",
     )
     p.add_argument("--no-track", action="store_true", help="label each frame/image on its own")
+    p.add_argument(
+        "--invert",
+        action="store_true",
+        help="the objects are darker than the background (brightfield, stained tissue): "
+        "frames are inverted before embedding",
+    )
     p.add_argument("--settings", help="settings.json of an earlier run: start from its parameters")
     p.add_argument("--cache", help="keep the embeddings in this zarr folder (reused when rerun)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")

@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_DIAMETER_RANGE",
     "REFERENCE_DIAMETER",
     "DiameterEstimate",
+    "InvertedMovie",
     "RescaledMovie",
     "SizePlan",
     "equivalent_diameters",
@@ -322,6 +323,25 @@ def _scale_for(model: Any, movie: Any, diameter: float) -> float:
 
 def scaled_shape(shape: Sequence[int], scale: float) -> tuple[int, int]:
     return tuple(max(1, round(s * scale)) for s in shape[-2:])  # type: ignore[return-value]
+
+
+class InvertedMovie:
+    """A (T, Y, X) movie with each frame negated (float32, lazily): dark objects become bright.
+
+    Per-frame percentile normalisation makes negation the same as ``max - frame``.
+    """
+
+    def __init__(self, movie: Any) -> None:
+        self._movie = movie
+        self.shape = tuple(movie.shape)
+        self.ndim = len(self.shape)
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        return -np.asarray(self._movie[t], np.float32)
 
 
 class RescaledMovie:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .diameter import (
+    InvertedMovie,
     SizePlan,
     model_space,
     model_view,
@@ -76,6 +77,10 @@ class PipelineConfig:
         the size parameters left at their defaults (``object_size``, ``min_cluster_size``,
         ``min_size``, ``max_gap_distance``) follow it; a value you set is used as given. None:
         no rescaling, the size parameters as given.
+    invert : bool
+        The objects are darker than the background (brightfield, stained tissue): each frame
+        is negated before embedding, so that the model, trained on bright objects, sees bright
+        objects (see :class:`~.diameter.InvertedMovie`).
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``...
     tile_size, tile_overlap : int
@@ -116,6 +121,7 @@ max_gap, max_gap_distance, split_back, split_back_depth
 
     model: str = "default"
     diameter: float | str | None = "auto"
+    invert: bool = False
     device: str = "auto"
     tile_size: int = 1024
     tile_overlap: int = 128
@@ -157,6 +163,7 @@ max_gap, max_gap_distance, split_back, split_back_depth
         self.grouping = check_choice(self.grouping, "grouping", GROUPINGS)
         self.tracking = check_choice(self.tracking, "tracking", TRACKINGS)
         self.fill_holes = check_flag(self.fill_holes, "fill_holes")
+        self.invert = check_flag(self.invert, "invert")
         self.track = check_flag(self.track, "track")
         check_fields(self, PIPELINE)
         # tiles overlapping by more than half would compute most pixels several times over
@@ -352,6 +359,8 @@ def run_pipeline(
         raise InputError("the movie has no frames")
     model = load_model(config.model) if model is None else model
     config = config.for_model(model)
+    if config.invert:
+        movie = InvertedMovie(movie)
     if config.device is not None:
         from .device import resolve_device
 
