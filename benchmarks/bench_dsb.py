@@ -34,7 +34,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_ctc import baseline_frame, config_overrides
 from bench_diameter import dsb_images
-
 from napari_cosine_embed.core._generators import result_of
 from napari_cosine_embed.core.checkpoint import load_model
 from napari_cosine_embed.core.metrics import instance_scores
