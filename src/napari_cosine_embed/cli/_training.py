@@ -142,14 +142,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
         + (f"; validating on {val_data.describe()['summary']}" if val_data else ""),
         flush=True,
     )
-    sizing = trainer.sizing or {}
-    if sizing.get("scale", 1) != 1:
-        print(
-            f"the curated objects are {sizing['curated_diameter']:.0f} px across: frames shrunk "
-            f"x{sizing['scale']:.3g} to fit the {trainer.config.crop} px crops (the model "
-            "remembers, and segment rescales movies the same way)",
-            flush=True,
-        )
     if args.resume is not None:
         print(f"resuming from {args.resume} at step {trainer.step}", flush=True)
     return run_trainer(
