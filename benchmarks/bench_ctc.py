@@ -44,7 +44,6 @@ from scipy import ndimage as ndi
 from napari_cosine_embed.cli import main as cli
 from napari_cosine_embed.core._generators import result_of
 from napari_cosine_embed.core.checkpoint import load_model
-from napari_cosine_embed.core.diameter import model_view, resolve_size
 from napari_cosine_embed.core.embedding_store import (
     EmbeddingStore,
     embedding_id,
@@ -59,7 +58,7 @@ from napari_cosine_embed.core.io.ctc import (
     write_ctc_result,
 )
 from napari_cosine_embed.core.metrics import ctc_scores, division_scores
-from napari_cosine_embed.core.pipeline import PipelineConfig, run_pipeline
+from napari_cosine_embed.core.pipeline import PipelineConfig, model_input, run_pipeline
 from napari_cosine_embed.core.tracking import link_labels
 
 
@@ -117,9 +116,8 @@ def _gt_subset(gt_dir: Path, out: Path, *, exclude_seg: set[int]) -> Path:
 def run_ours(movie, model, config: PipelineConfig, cache: Path, res: Path) -> dict:
     n, dim = movie.shape[0], model.config.embedding_dim
     tic = time.perf_counter()
-    config, size = resolve_size(config.for_model(model), model, movie)
+    config, size, view = model_input(movie, config.for_model(model), model)
     print(f"<!-- {size.describe()} -->", flush=True)
-    view = model_view(movie, size)
     ids = {
         "model_id": embedding_id(model, **config.embed_options()),
         "image_id": f"{image_fingerprint(movie)} x{size.scale}",

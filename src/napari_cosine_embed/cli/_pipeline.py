@@ -319,11 +319,10 @@ def _warn(command: str, warnings) -> None:
 
 def _cmd_segment(args: argparse.Namespace) -> int:
     from ..core.checkpoint import load_model
-    from ..core.diameter import InvertedMovie, model_view, resolve_size
     from ..core.embedding_store import EmbeddingStore
     from ..core.io._atomic import atomic_folder
     from ..core.io.tiff import write_labels_tiff
-    from ..core.pipeline import cache_ids, run_pipeline
+    from ..core.pipeline import cache_ids, model_input, run_pipeline
     from ..core.threads import ThreadGovernor
 
     config = _config(args)
@@ -367,12 +366,11 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     if movie.ndim != 3:
         raise InputError(f"{name}: a single 2D image cannot be tracked; pass --no-track")
     # the diameter (estimated once, here) goes into settings.json as a number
-    config, size = resolve_size(config, model, InvertedMovie(movie) if config.invert else movie)
+    config, size, view = model_input(movie, config, model)
     with contextlib.suppress(OSError, ValueError):  # a note: a full stderr must not stop work
         print(size.describe(), file=sys.stderr, flush=True)
     settings = _settings(config, model, args.input)
     text = json.dumps(settings, indent=2, default=str) + "\n"
-    view = model_view(InvertedMovie(movie) if config.invert else movie, size)
     n, shape = movie.shape[0], tuple(view.shape[-2:])
     dim = model.config.embedding_dim
     ids = cache_ids(model, view, config)

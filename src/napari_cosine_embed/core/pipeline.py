@@ -46,6 +46,7 @@ __all__ = [
     "cache_ids",
     "group_frame",
     "link_options",
+    "model_input",
     "run_pipeline",
 ]
 
@@ -309,6 +310,19 @@ def group_frame(
     )
 
 
+def model_input(movie: Any, config: PipelineConfig, model: Any) -> tuple[Any, SizePlan, Any]:
+    """A (T, Y, X) movie as the model will see it, and the config that goes with it.
+
+    Inverted when ``config.invert``; the diameter resolved (estimated when ``"auto"``) and
+    the frames rescaled lazily into the sizes the model knows (:func:`~.diameter.resolve_size`).
+    Returns the resolved config, the :class:`~.diameter.SizePlan` and the lazy view; an
+    embedding store for the run must have the view's frame shape.
+    """
+    view = InvertedMovie(movie) if config.invert else movie
+    config, size = resolve_size(config, model, view)
+    return config, size, model_view(view, size)
+
+
 def _label_dtype(n: int):
     return np.uint16 if n <= np.iinfo(np.uint16).max else np.uint32
 
@@ -359,16 +373,13 @@ def run_pipeline(
         raise InputError("the movie has no frames")
     model = load_model(config.model) if model is None else model
     config = config.for_model(model)
-    if config.invert:
-        movie = InvertedMovie(movie)
     if config.device is not None:
         from .device import resolve_device
 
         model = model.to(resolve_device(config.device))
-    # Objects reach the model at a size it knows: frames are rescaled lazily as they are read,
-    # grouping works in the rescaled pixels, labels come back at the input's shape.
-    config, size = resolve_size(config, model, movie)
-    out_shape, movie = shape, model_view(movie, size)
+    # grouping works in the pixels the model sees; labels come back at the input's shape
+    out_shape = shape
+    config, size, movie = model_input(movie, config, model)
     shape = tuple(movie.shape[-2:])
     grouping_config = model_space(config, size.scale)
     if store is None:
