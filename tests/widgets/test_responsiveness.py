@@ -155,3 +155,28 @@ def test_finetuning_keeps_napari_responsive(make_napari_viewer, qtbot, movie, tm
     assert widget.saved.parent == tmp_path / "models"
     assert click < MAX_STALL
     assert meter.longest < MAX_STALL
+
+
+def test_estimating_the_diameter_keeps_napari_responsive(make_napari_viewer, qtbot, movie):
+    """The Group widget's Estimate diameter measures 3 stored frames in a worker: the main
+    thread only sets the controls when it returns (live preview off, so only the estimate)."""
+    from napari_cosine_embed.core.checkpoint import load_model
+    from napari_cosine_embed.core.embed import iter_embed
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(movie.image, name="nuclei")
+    store = session_for(viewer).store_for(layer)
+    for result in iter_embed(load_model("default"), movie.image, device="cpu"):
+        store.put(result.t, result.embedding, result.foreground)
+    _, group = viewer.window.add_plugin_dock_widget(PLUGIN, "Group")
+    group._live.value = False
+    meter = StallMeter()
+    with meter.running():
+        group.estimate_diameter()
+        assert group._estimator is not None  # started in a worker, not run here
+        qtbot.waitUntil(
+            lambda: group._diameter.value > 0 and group._estimator is None, timeout=60_000
+        )
+    assert len(meter.intervals) > 5
+    assert meter.longest < MAX_STALL, str(meter)
+    print(meter)
