@@ -267,7 +267,9 @@ def test_estimate_diameter_sets_the_size_controls(setup, qtbot, movie):
     qtbot.waitUntil(lambda: widget._diameter.value > 0, timeout=20_000)
     d = widget._diameter.value
     assert d == pytest.approx(truth, rel=0.15)
-    assert "object diameter" in widget._status.value
+    # its own line, which a preview build (started by the new sizes) does not overwrite
+    qtbot.waitUntil(lambda: "objects (" in widget._status.value, timeout=20_000)
+    assert "object diameter" in widget._size_note.value
     sizes = size_parameters(d)
     assert widget.params().min_cluster_size == sizes["min_cluster_size"]
     assert widget.params().min_size == sizes["min_size"]

@@ -108,6 +108,8 @@ class GroupWidget(Container):
             "distance; Estimate measures it from the embeddings."
         )
         self._estimate = PushButton(text="Estimate diameter")
+        # the estimate's own line: the preview's status line is rewritten on every build
+        self._size_note = Label(value="")
         self._method = ComboBox(label="method", choices=["hdbscan", "meanshift"], value=d.method)
         self._min_samples = SpinBox(label="min samples", min=1, max=200, value=d.min_samples)
         self._min_cluster_size = Slider(
@@ -165,7 +167,7 @@ class GroupWidget(Container):
         }
         below = [self._status, self._apply, self._curated, self._tune]
         widgets = list(self._controls.values())
-        widgets.insert(2, self._estimate)
+        widgets[2:2] = [self._estimate, self._size_note]
         super().__init__(widgets=[*widgets, *below])
         self.preview_latencies: dict[str, list[float]] = {}
         self.builds = 0
@@ -224,28 +226,32 @@ class GroupWidget(Container):
         store = self._session.store_for(layer, create=False)
         done = [] if store is None else [t for t in range(store.n_frames) if store.has(t)]
         if not done:
-            self._status.value = "no embedding yet: compute embeddings in the Embed widget first"
+            self._size_note.value = "no embedding yet: compute embeddings in the Embed widget first"
             return
         from napari.qt.threading import create_worker
 
         frames = [done[round(i)] for i in np.linspace(0, len(done) - 1, min(3, len(done)))]
-        self._status.value = "estimating the object diameter..."
+        self._size_note.value = "estimating the object diameter..."
         worker = create_worker(_estimate_job, store, sorted(set(frames)), _start_thread=False)
         worker.returned.connect(self._estimated)
-        worker.errored.connect(self._preview_failed)
+        worker.errored.connect(self._estimate_failed)
         worker.finished.connect(partial(setattr, self, "_estimator", None))
         self._estimator = worker
         worker.start()
+
+    def _estimate_failed(self, exc: BaseException) -> None:
+        if not self._closed:
+            self._size_note.value = f"estimate failed: {exc}"
 
     def _estimated(self, estimate: Any) -> None:
         if self._closed:
             return
         if estimate.diameter is None:
             why = estimate.reason or "no object found to measure"
-            self._status.value = f"{why} (check the foreground threshold)"
+            self._size_note.value = f"{why} (check the foreground threshold)"
             return
         self._diameter.value = round(estimate.diameter, 1)
-        self._status.value = (
+        self._size_note.value = (
             f"object diameter {estimate.diameter:.1f} px, from {estimate.pieces} objects in "
             f"frame(s) {', '.join(map(str, estimate.frames))}"
         )
