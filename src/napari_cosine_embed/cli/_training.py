@@ -64,14 +64,26 @@ def _model_config_text(text: str) -> str:
     return text
 
 
+def _zoom_range(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH, e.g. 0.5,2; got {text!r}") from None
+    if not 1 / 8 <= low <= high <= 8:
+        raise argparse.ArgumentTypeError(f"need 1/8 <= LOW <= HIGH <= 8, got {text!r}")
+    return low, high
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from ..core.checkpoint import EmbeddingModel, load_model
     from ..core.losses import LossConfig
     from ..core.training import TrainConfig, Trainer, from_dsb, from_synthetic
+    from ..core.training.augment import AugmentConfig
 
     prepare_run(args, [("--dsb folder", args.dsb), ("--init model", args.init),
+                        ("--dsb-nonfluo folder", args.dsb_nonfluo),
                         ("--resume state", args.resume)])  # fmt: skip
     synthetic = functools.partial(
         from_synthetic,
@@ -81,10 +93,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     parts = []
     if args.synthetic_movies:
         print(f"simulating {args.synthetic_movies} synthetic movies...", flush=True)
-        crowded = {"crowded": args.crowded} if args.crowded else {}  # validation stays as it was
-        parts.append(synthetic(args.synthetic_movies, seed=args.seed * 10_000, **crowded))
+        kinds = {"crowded": args.crowded} if args.crowded else {}  # validation stays as it was
+        if args.other_kinds:
+            kinds["other_kinds"] = args.other_kinds
+        parts.append(synthetic(args.synthetic_movies, seed=args.seed * 10_000, **kinds))
     if args.dsb is not None:
         parts.append(from_dsb(args.dsb, split="train"))
+    if args.dsb_nonfluo is not None:
+        parts.append(from_dsb(args.dsb_nonfluo, split="train", weight=args.nonfluo_weight))
     if not parts:
         raise InputError("no training data: give --synthetic-movies N and/or --dsb DIR")
     data = functools.reduce(operator.add, parts)
@@ -93,6 +109,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         val_parts.append(synthetic(args.val_synthetic, seed=1_000_000))
     if args.dsb is not None and args.val_dsb:
         val_parts.append(from_dsb(args.dsb, split="held_out", limit=args.val_dsb))
+    if args.dsb_nonfluo is not None and args.val_dsb:
+        limit = max(1, args.val_dsb // 2)
+        val_parts.append(from_dsb(args.dsb_nonfluo, split="held_out", limit=limit))
     val_data = functools.reduce(operator.add, val_parts) if val_parts else None
     config = TrainConfig(
         steps=args.steps,
@@ -111,6 +130,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         loss=LossConfig(name=args.loss),
         neighbour_radius=args.neighbour_radius,
         foreground_weight=args.foreground_weight,
+        augment=AugmentConfig(zoom=args.zoom, invert=args.invert_chance),
     )
     state = state_path(args)
     model = None
@@ -410,7 +430,42 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="fraction of synthetic training movies with crowded, touching nuclei (default 0)",
     )
     p.add_argument(
+        "--other-kinds",
+        type=_validate.real(0, 1),
+        default=0.0,
+        metavar="FRACTION",
+        help="fraction of synthetic training movies of other kinds than fluorescent nuclei: "
+        "rods in phase contrast, large flat cells, dark stained nuclei, cells in phase contrast "
+        "(default 0)",
+    )
+    p.add_argument(
         "--dsb", type=Path, metavar="DIR", help="the CC0 dsb2018-fluo folder (train split)"
+    )
+    p.add_argument(
+        "--dsb-nonfluo",
+        type=Path,
+        metavar="DIR",
+        help="the CC0 dsb2018-nonfluo folder (dark nuclei on bright backgrounds; train split)",
+    )
+    p.add_argument(
+        "--nonfluo-weight",
+        type=_validate.real(0.01, 100),
+        default=0.5,
+        help="relative chance that a batch comes from --dsb-nonfluo (others: 1; default 0.5)",
+    )
+    p.add_argument(
+        "--zoom",
+        type=_zoom_range,
+        default=(1.0, 1.0),
+        metavar="LOW,HIGH",
+        help="scale augmentation: objects shown LOW to HIGH times their size (default 1,1)",
+    )
+    p.add_argument(
+        "--invert-chance",
+        type=_validate.real(0, 1),
+        default=0.0,
+        metavar="P",
+        help="chance that a training clip's intensities are inverted (default 0)",
     )
     p.add_argument(
         "--val-synthetic",

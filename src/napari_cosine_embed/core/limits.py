@@ -279,6 +279,8 @@ SYNTHETIC: dict[str, Range] = {
     "read_noise": Range(float, 0, 1e4),
     "blur": Range(float, 0, 100),
     "bleaching": Range(float, 0, 1),
+    "contrast": Range(float, 0, 100),
+    "halo": Range(float, 0, 100),
     "min_area": Range(int, 0, 10_000_000),
     "seed": Range(int, 0, 2**63 - 1),
 }

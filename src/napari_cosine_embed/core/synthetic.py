@@ -26,6 +26,7 @@ from skimage.measure import label as label_components
 
 from .errors import InputError
 from .limits import MAX_SYNTHETIC_CELLS, SYNTHETIC, check_choice, check_fields, check_flag
+from .synthetic_looks import LOOKS, light_field
 
 __all__ = [
     "SyntheticConfig",
@@ -97,6 +98,14 @@ class SyntheticConfig:
         Gaussian point-spread sigma.
     bleaching : float
         Fraction of the nuclear signal lost per frame.
+    look : {"fluorescence", "absorbing", "phase"}
+        How objects are imaged (:mod:`.synthetic_looks`): bright on a dim background, or
+        dark on a bright one, as stained nuclei in brightfield (``absorbing``) or with the
+        bright halos of phase contrast (``phase``).
+    contrast : float
+        How much an object darkens the bright field (transmitted-light looks only).
+    halo : float
+        Strength of the bright halo around objects (``phase`` only).
     dtype : {"uint16", "uint8"}
         Image type; values are clipped to its range.
     open_boundary : bool
@@ -135,6 +144,9 @@ class SyntheticConfig:
     read_noise: float = 2.0
     blur: float = 1.0
     bleaching: float = 0.0
+    look: str = "fluorescence"
+    contrast: float = 1.0
+    halo: float = 0.0
     dtype: str = "uint16"
     open_boundary: bool = True
     min_area: int = 15
@@ -160,6 +172,7 @@ class SyntheticConfig:
                 raise InputError(f"{name(field)} must be a range low <= high, got {span!r}")
             object.__setattr__(self, field, (low, high))
         check_choice(self.dtype, name("dtype"), tuple(_DTYPE_MAX))
+        check_choice(self.look, name("look"), LOOKS)
         open_boundary = check_flag(self.open_boundary, name("open_boundary"))
         object.__setattr__(self, "open_boundary", open_boundary)
 
@@ -507,7 +520,7 @@ def synthetic_timelapse(config: SyntheticConfig | None = None, **overrides) -> S
     yy, xx = np.mgrid[: cfg.shape[0], : cfg.shape[1]] / max(cfg.shape)
     waves, phases = rng.normal(0, 1.5, (3, 2)), rng.uniform(0, 2 * np.pi, (3, 1, 1))
     uneven = np.cos(2 * np.pi * (waves[:, :1, None] * yy + waves[:, 1:, None] * xx) + phases)
-    backdrop = cfg.background * (1 + cfg.illumination * uneven.mean(0))
+    unevenness = 1 + cfg.illumination * uneven.mean(0)
     image = np.empty((cfg.n_frames, *cfg.shape), cfg.dtype)
     labels = np.zeros((cfg.n_frames, *cfg.shape), np.uint16)
     cells, next_pair = _initial_cells(rng, cfg), 1
@@ -532,7 +545,8 @@ def synthetic_timelapse(config: SyntheticConfig | None = None, **overrides) -> S
         lut = np.zeros(len(keep), np.int64)
         lut[keep > 0] = cells["track"][keep[keep > 0] - 1]
         labels[t] = lut[comp]
-        photons = np.clip(ndi.gaussian_filter(backdrop + signal, cfg.blur), 0, None)
+        light = light_field(signal, unevenness, cfg)
+        photons = np.clip(ndi.gaussian_filter(light, cfg.blur), 0, None)
         noise = rng.normal(0, cfg.read_noise, cfg.shape)
         counts = np.rint(cfg.offset + cfg.gain * rng.poisson(photons) + noise)
         image[t] = np.clip(counts, 0, _DTYPE_MAX[cfg.dtype])

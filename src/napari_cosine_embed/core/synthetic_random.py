@@ -10,7 +10,9 @@ from .synthetic import SyntheticConfig
 __all__ = ["random_config"]
 
 
-def random_config(*, seed: int, crowded: float = 0.0, **fixed) -> SyntheticConfig:
+def random_config(
+    *, seed: int, crowded: float = 0.0, other_kinds: float = 0.0, **fixed
+) -> SyntheticConfig:
     """Draw a varied configuration, for training data that covers many imaging conditions.
 
     The draws span dim, photon-starved nuclei with bright chromatin clumps on a camera offset,
@@ -25,6 +27,12 @@ def random_config(*, seed: int, crowded: float = 0.0, **fixed) -> SyntheticConfi
         Chance that a draw is crowded: 1.5-2.5 times as many nuclei, allowed to press 15-30 %
         into each other, so that touching pairs are common (like dividing Fluo-N2DH-SIM+
         nuclei). The default 0 draws exactly what earlier versions drew.
+    other_kinds : float
+        Chance that a draw is not fluorescent nuclei but one of the kinds of image the
+        nuclei-only draws miss (:func:`_other_kind`): rod-shaped bacteria in phase contrast,
+        large flat whole cells with irregular outlines at low contrast, dark stained nuclei in
+        brightfield, or round cells in phase contrast. The default 0 draws exactly what
+        earlier versions drew.
     **fixed
         Fields to set rather than draw, e.g. ``shape`` or ``n_frames``.
 
@@ -66,4 +74,46 @@ def random_config(*, seed: int, crowded: float = 0.0, **fixed) -> SyntheticConfi
     if crowded > 0 and rng.uniform() < crowded:  # after everything else, for the same reason
         drawn["n_cells"] = int(drawn["n_cells"] * uni(1.5, 2.5))
         drawn["overlap"] = uni(0.15, 0.3)
+    if other_kinds > 0 and rng.uniform() < other_kinds:  # last, for the same reason
+        drawn.update(_other_kind(rng, shape, drawn))
     return SyntheticConfig(**{**drawn, **fixed})
+
+
+def _other_kind(rng: np.random.Generator, shape: tuple, drawn: dict) -> dict:
+    """Fields that turn a nuclei draw into one of the other kinds (see :func:`random_config`)."""
+
+    def uni(lo: float, hi: float) -> float:
+        return float(rng.uniform(lo, hi))
+
+    def log(lo: float, hi: float) -> float:
+        return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+    def count(cover: float, mid: float) -> int:
+        return max(2, int(cover * np.prod(shape) / (np.pi * mid**2)))
+
+    kind = ("rods", "flat cells", "dark nuclei", "phase cells")[int(rng.integers(4))]
+    if kind == "rods":  # a dense colony of small elongated bacteria, growing and dividing
+        mid = log(5, 9)
+        return {
+            "radius": (0.8 * mid, 1.2 * mid), "aspect": (uni(2.5, 4), uni(4, 7)),
+            "n_cells": count(uni(0.15, 0.45), mid), "overlap": uni(0.1, 0.25),
+            "deformation": uni(0.0, 0.04), "texture": uni(0, 0.3), "nucleoli": 0, "clumps": 0.0,
+            "dome": uni(0.3, 1), "speed": uni(0.3, 1.5), "cycle_length": (uni(10, 25), 40.0),
+            "look": "phase", "contrast": uni(0.6, 1.5), "halo": uni(0.3, 1.2),
+            "blur": uni(0.5, 1.5), "min_area": 8,
+        }  # fmt: skip
+    if kind == "flat cells":  # large, faint, irregular whole cells (like Fluo-C2DL-MSC)
+        mid = log(18, 45)
+        return {
+            "radius": (0.75 * mid, 1.3 * mid), "aspect": (1.0, uni(1.5, 3)),
+            "n_cells": count(uni(0.25, 0.6), mid), "deformation": uni(0.15, 0.3),
+            "texture": uni(0, 0.5), "nucleoli": 0, "clumps": 0.0, "dome": uni(0, 0.3),
+            "overlap": uni(0.05, 0.2), "speed": uni(0.5, 4), "cycle_length": (60.0, 200.0),
+            "background": drawn["brightness"][0] * uni(0.3, 0.9), "illumination": uni(0.1, 0.5),
+        }  # fmt: skip
+    if kind == "dark nuclei":  # stained nuclei in brightfield or tissue
+        return {"look": "absorbing", "contrast": log(0.4, 2.5), "nucleoli": 0}
+    return {  # round cells in phase contrast
+        "look": "phase", "contrast": uni(0.5, 1.5), "halo": uni(0.3, 1.5), "nucleoli": 0,
+        "clumps": 0.0, "dome": uni(0.3, 1),
+    }  # fmt: skip

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import InputError
 from ..limits import Range, check_flag
 
-__all__ = ["AugmentConfig", "augment_clip", "crop_clip"]
+__all__ = ["AugmentConfig", "augment_clip", "crop_clip", "zoom_window", "zoomed"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,12 @@ class AugmentConfig:
         Additive shift drawn from [-offset, offset].
     noise : float
         Largest standard deviation of added Gaussian noise (drawn uniformly from [0, noise]).
+    zoom : tuple of float
+        Geometric scale factor, drawn log-uniformly per clip: objects appear this many times
+        larger (:func:`zoom_window`), so a model learns sizes its data lacks.
+    invert : float
+        Chance that a clip's intensities are inverted (``1 - x``): bright objects on a dark
+        background become dark ones on a bright background.
     """
 
     flips: bool = True
@@ -43,13 +49,15 @@ class AugmentConfig:
     gamma: tuple[float, float] = (0.7, 1.4)
     offset: float = 0.05
     noise: float = 0.05
+    zoom: tuple[float, float] = (1.0, 1.0)
+    invert: float = 0.0
 
     def __post_init__(self) -> None:
         # read back from training-state files and model records, so checked like any input
         for name in ("flips", "rotations"):
             object.__setattr__(self, name, check_flag(getattr(self, name), f"AugmentConfig.{name}"))
         factor = Range(float, 0, 100, low_open=True)  # drawn log-uniformly: positive
-        for name in ("scale", "gamma"):
+        for name in ("scale", "gamma", "zoom"):
             span = getattr(self, name)
             if not isinstance(span, tuple | list) or len(span) != 2:
                 raise InputError(f"AugmentConfig.{name} must be a (low, high) pair, got {span!r}")
@@ -60,6 +68,10 @@ class AugmentConfig:
         for name in ("offset", "noise"):
             value = Range(float, 0, 100).check(getattr(self, name), f"AugmentConfig.{name}")
             object.__setattr__(self, name, value)
+        if not 1 / 8 <= self.zoom[0] <= self.zoom[1] <= 8:
+            raise InputError(f"AugmentConfig.zoom must lie within [1/8, 8], got {self.zoom!r}")
+        invert = Range(float, 0, 1).check(self.invert, "AugmentConfig.invert")
+        object.__setattr__(self, "invert", invert)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -67,7 +79,7 @@ class AugmentConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> AugmentConfig:
         values = dict(values)
-        for key in ("scale", "gamma"):
+        for key in ("scale", "gamma", "zoom"):
             if key in values:
                 values[key] = tuple(values[key])
         return cls(**values)
@@ -120,6 +132,32 @@ def crop_clip(
     return image[window], labels[window], ignore[window]
 
 
+def zoom_window(size: int, config: AugmentConfig | None, rng: np.random.Generator) -> int:
+    """The window to crop so that, resized to ``size`` (:func:`zoomed`), it is zoomed by a
+    factor drawn from ``config.zoom``; ``size`` itself (and no draw) without zoom."""
+    if config is None or config.zoom == (1.0, 1.0):
+        return size
+    return max(8, round(size / _log_uniform(rng, config.zoom)))
+
+
+def zoomed(
+    image: np.ndarray, labels: np.ndarray, ignore: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A clip (T, W, W) resized to (T, size, size): image linearly, labels and ignore nearest."""
+    from scipy import ndimage as ndi
+
+    width = image.shape[1]
+    if width == size:
+        return image, labels, ignore
+    factor = (1, size / width, size / width)
+    return (
+        ndi.zoom(image.astype(np.float32, copy=False), factor, order=1, grid_mode=True,
+                 mode="grid-constant"),
+        ndi.zoom(labels, factor, order=0, grid_mode=True, mode="grid-constant"),
+        ndi.zoom(ignore, factor, order=0, grid_mode=True, mode="grid-constant"),
+    )  # fmt: skip
+
+
 def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
     lo, hi = bounds
     return float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if hi > lo else float(lo)
@@ -160,6 +198,8 @@ def augment_clip(
         arrays = [np.rot90(a, k, axes=(1, 2)) for a in arrays]
     image, labels, ignore = (np.ascontiguousarray(a) for a in arrays)
     image = image.astype(np.float32, copy=True)
+    if config.invert and rng.random() < config.invert:
+        image = np.float32(1) - image
     gamma = _log_uniform(rng, config.gamma)
     if gamma != 1.0:
         image = np.sign(image) * np.abs(image) ** np.float32(gamma)

@@ -28,8 +28,8 @@ import torch
 
 from ..errors import InputError
 from ..normalise import Normalisation
-from .augment import AugmentConfig, augment_clip, crop_clip
-from .dsb import dsb_held_out, read_dsb
+from .augment import AugmentConfig, augment_clip, crop_clip, zoom_window, zoomed
+from .dsb import dsb_held_out, dsb_kind, read_dsb
 
 __all__ = [
     "Batch",
@@ -195,9 +195,11 @@ class TrainingData:
             around = None
             if foreground_crops > 0 and rng.random() < foreground_crops:
                 around = _nucleus_pixel(seq.labels[frames], ignore, rng)
+            window = zoom_window(crop, augment, rng)
             clip = crop_clip(
-                seq.image[frames], seq.labels[frames], ignore, crop, rng, around=around
+                seq.image[frames], seq.labels[frames], ignore, window, rng, around=around
             )
+            clip = zoomed(*clip, crop)
             if augment is not None:
                 clip = augment_clip(*clip, augment, rng)
             clips.append(clip)
@@ -322,12 +324,12 @@ def from_dsb(
     limit: int | None = None,
     weight: float = 1.0,
 ) -> TrainingData:
-    """The CC0 dsb2018-fluo nuclei images (``images/<id>.tif``, ``masks/<id>.tif``).
+    """The CC0 DSB 2018 nuclei images (``images/<id>.tif``, ``masks/<id>.tif``).
 
     Parameters
     ----------
     folder : path-like
-        The ``dsb2018-fluo`` folder.
+        The ``dsb2018-fluo`` or ``dsb2018-nonfluo`` folder (its name picks the split rule).
     ids : sequence of str, optional
         Image ids to use (default: every id of ``split``). With ``split="train"`` a held-out
         id raises :class:`InputError`.
@@ -339,13 +341,14 @@ def from_dsb(
         Relative chance that a batch comes from this pool.
     """
     ids, pairs = read_dsb(folder, ids, split=split, limit=limit)
+    name = f"dsb2018-{dsb_kind(folder)}"
     sequences = [
         LabelledSequence(image[None], mask[None].astype(np.int32), np.ones(1, bool), name=image_id)
         for image_id, (image, mask) in zip(ids, pairs, strict=True)
     ]
     description = {
-        "kind": "dsb2018-fluo",
-        "summary": f"{len(ids)} dsb2018-fluo {split.replace('_', '-')} images (CC0)",
+        "kind": name,
+        "summary": f"{len(ids)} {name} {split.replace('_', '-')} images (CC0)",
         "split": split,
         "n_images": len(ids),
         "ids_sha256": hashlib.sha256(",".join(ids).encode()).hexdigest()[:16],
