@@ -29,7 +29,7 @@ import napari_cosine_embed.core.diameter as diameter
 from napari_cosine_embed.core.checkpoint import load_model
 from napari_cosine_embed.core.diameter import equivalent_diameters, estimate_diameter, plan_size
 from napari_cosine_embed.core.io.ctc import read_ctc_gt, read_ctc_sequence
-from napari_cosine_embed.core.training.dsb import dsb_held_out
+from napari_cosine_embed.core.training.dsb import dsb_held_out, dsb_kind
 
 
 def annotated(labels) -> np.ndarray:
@@ -55,7 +55,7 @@ def dsb_images(folder: Path, held_out_only: bool, limit: int):
 
     ids = sorted(p.stem for p in (folder / "images").glob("*.tif"))
     if held_out_only:
-        ids = [i for i in ids if dsb_held_out(i)]
+        ids = [i for i in ids if dsb_held_out(i, dsb_kind(folder))]
     for image_id in ids[: limit or None]:
         image = tifffile.imread(folder / "images" / f"{image_id}.tif").astype(np.float32)
         if image.ndim == 3:

@@ -51,3 +51,9 @@ def gowt1(shared_data: Path) -> Path:
 def dsb(shared_data: Path) -> Path:
     """The dsb2018-fluo folder (``images/``, ``masks/``, ``index.csv``)."""
     return _folder(shared_data / "dsb2018-fluo")
+
+
+@pytest.fixture(scope="session")
+def dsb_nonfluo(shared_data: Path) -> Path:
+    """The dsb2018-nonfluo folder (dark nuclei on bright backgrounds), the same layout."""
+    return _folder(shared_data / "dsb2018-nonfluo")

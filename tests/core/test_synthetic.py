@@ -246,3 +246,47 @@ def test_lineage_passes_the_ctc_checker(movie, dense):
     lineage = pytest.importorskip("napari_cosine_embed.core.io.lineage")
     for m in (movie, dense):
         lineage.check_lineage(m.labels, m.lineage)
+
+
+def test_transmitted_light_looks_have_dark_objects_on_a_bright_field():
+    base = dataclasses.replace(SMALL, n_frames=2, background=5.0, read_noise=0.5)
+    fluo = synthetic_timelapse(base)
+    again = synthetic_timelapse(dataclasses.replace(base, look="fluorescence"))
+    assert np.array_equal(again.image, fluo.image)
+    for look in ("absorbing", "phase"):
+        movie = synthetic_timelapse(dataclasses.replace(base, look=look, halo=1.0))
+        # the same scene, imaged otherwise (later frames differ: noise draws use the rng)
+        assert np.array_equal(movie.labels[0], fluo.labels[0])
+        image, inside = movie.image[0].astype(float), movie.labels[0] > 0
+        assert np.median(image[inside]) < 0.8 * np.median(image[~inside]), look
+    phase = synthetic_timelapse(dataclasses.replace(base, look="phase", halo=1.5)).image[0]
+    plain = synthetic_timelapse(dataclasses.replace(base, look="phase", halo=0.0)).image[0]
+    inside = fluo.labels[0] > 0
+    ring = ndi.binary_dilation(inside, iterations=3) & ~inside
+    far = ~ndi.binary_dilation(inside, iterations=12)
+    assert phase[ring].mean() > plain[ring].mean() + 0.1 * plain[far].mean()  # bright halos
+    with pytest.raises(InputError, match="look"):
+        SyntheticConfig(look="darkfield")
+    with pytest.raises(InputError, match="contrast"):
+        SyntheticConfig(contrast=-1.0)
+
+
+def test_other_kinds_cover_rods_flat_cells_and_transmitted_light():
+    plain = [random_config(seed=s, shape=(128, 128), n_frames=1) for s in range(40)]
+    assert plain == [
+        random_config(seed=s, shape=(128, 128), n_frames=1, other_kinds=0) for s in range(40)
+    ]
+    other = [
+        random_config(seed=s, shape=(128, 128), n_frames=1, other_kinds=1.0) for s in range(40)
+    ]
+    looks = {cfg.look for cfg in other}
+    assert looks == {"fluorescence", "absorbing", "phase"}
+    rods = [c for c in other if c.aspect[0] >= 2.5]
+    flat = [c for c in other if c.look == "fluorescence" and c.deformation >= 0.15]
+    assert rods
+    assert flat
+    assert all(c.look == "phase" and c.radius[1] < 12 for c in rods)
+    assert all(c.radius[1] > 23 for c in flat)  # 36-90 px across, as drawn
+    for cfg in rods[:1] + flat[:1]:
+        movie = synthetic_timelapse(cfg)
+        assert movie.labels.max() > 0

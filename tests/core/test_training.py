@@ -34,6 +34,7 @@ from napari_cosine_embed.core.training import (
     from_synthetic,
     train,
     train_step,
+    zoom_window,
 )
 
 TINY = ModelConfig(stacks=1, levels=2, filters=8, embedding_dim=4, input_stride=1)
@@ -179,6 +180,57 @@ def test_dsb_split_is_fixed_and_held_out_images_never_train(dsb):
     assert len(data) == 2
     assert data.describe()["sources"][0]["split"] == "train"
     assert len(from_dsb(dsb, split="held_out", limit=2)) == 2
+
+
+def test_nonfluo_images_have_their_own_held_out_side(dsb_nonfluo):
+    ids = sorted(p.stem for p in (dsb_nonfluo / "images").glob("*.tif"))
+    held_out = [i for i in ids if dsb_held_out(i, "nonfluo")]
+    assert 0.15 < len(held_out) / len(ids) < 0.3
+    assert not any(dsb_held_out(i) for i in ids)  # why it needs its own rule
+    with pytest.raises(InputError, match="never used for training"):
+        from_dsb(dsb_nonfluo, held_out[:1])
+    data = from_dsb(dsb_nonfluo, split="held_out", limit=2)
+    assert data.describe()["sources"][0]["kind"] == "dsb2018-nonfluo"
+    assert data.sequences[0].name in held_out
+
+
+def test_zoom_shows_objects_larger_or_smaller_and_keeps_them_aligned():
+    labels = np.zeros((2, 96, 96), np.int64)
+    labels[:, 40:56, 40:56] = 1  # a 16 x 16 square in the middle of every frame
+    data = from_arrays(labels.astype(np.float32), labels).normalised(Normalisation())
+    for zoom, area in ((2.0, 1024), (0.5, 64)):
+        config = replace(NO_AUGMENT, zoom=(zoom, zoom))
+        batch = data.sample(np.random.default_rng(0), batch_size=6, crop=48, clip_length=2,
+                            augment=config, foreground_crops=1.0)  # fmt: skip
+        assert batch.images.shape == (6, 2, 1, 48, 48)
+        for image, lab in zip(batch.images[:, :, 0].numpy(), batch.labels.numpy(), strict=True):
+            whole = lab[0] > 0
+            if whole[0].any() or whole[-1].any() or whole[:, 0].any() or whole[:, -1].any():
+                continue  # cut by the crop's border
+            assert whole.sum() == pytest.approx(area, rel=0.15)
+            assert np.array_equal(lab[0], lab[1])
+            assert np.abs(image[0] - whole).mean() < 0.05  # the image moved with its labels
+    rng = np.random.default_rng(5)
+    assert zoom_window(64, AugmentConfig(), rng) == 64  # no zoom: no draw either
+    assert rng.random() == np.random.default_rng(5).random()
+    assert {zoom_window(64, replace(NO_AUGMENT, zoom=(0.5, 2.0)), rng) for _ in range(50)} <= set(
+        range(32, 129)
+    )
+    with pytest.raises(InputError, match="zoom"):
+        AugmentConfig(zoom=(0.01, 2.0))
+
+
+def test_inversion_turns_bright_objects_dark():
+    image = np.zeros((1, 8, 8), np.float32)
+    image[0, 2:5, 2:5] = 1.0
+    labels, ignore = (image > 0).astype(int), np.zeros(image.shape, bool)
+    always = replace(NO_AUGMENT, invert=1.0)
+    out = augment_clip(image, labels, ignore, always, np.random.default_rng(0))[0]
+    assert np.array_equal(out, 1 - image)
+    never = augment_clip(image, labels, ignore, NO_AUGMENT, np.random.default_rng(0))[0]
+    assert np.array_equal(never, image)
+    with pytest.raises(InputError, match="invert"):
+        AugmentConfig(invert=1.5)
 
 
 # --- the training loop ---------------------------------------------------------------

@@ -278,3 +278,35 @@ def test_estimate_diameter_sets_the_size_controls(setup, qtbot, movie):
     widget._diameter.value = 0
     assert widget.params().min_cluster_size == sizes["min_cluster_size"]
     assert widget.params().object_size == group.GroupParams().object_size
+
+
+@pytest.mark.parametrize("automatic", [True, False])
+def test_diameter_is_estimated_once_when_embeddings_arrive(
+    make_napari_viewer, qtbot, movie, frames, automatic
+):
+    """Embeddings arriving for an image whose diameter is not set start one estimate (unless
+    switched off), as ``segment`` estimates by default; later frames do not start another."""
+    from napari_cosine_embed.core.diameter import equivalent_diameters
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(movie.image, name="nuclei")
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Group")
+    widget._auto_diameter.value = automatic
+    session = session_for(viewer)
+    store = session.store_for(layer)
+    for t, (emb, fg) in enumerate(frames[:2]):
+        store.put(t, emb, fg)
+        session.embeddings_changed.emit(layer.name, t)
+    if not automatic:
+        qtbot.wait(300)
+        assert widget._diameter.value == 0
+        return
+    qtbot.waitUntil(lambda: widget._diameter.value > 0, timeout=20_000)
+    truth = np.median(np.concatenate([equivalent_diameters(f) for f in movie.labels[:2]]))
+    assert widget._diameter.value == pytest.approx(truth, rel=0.15)
+    assert "object diameter" in widget._size_note.value
+    widget._diameter.value = 0  # the user clears it: a later frame does not estimate again
+    store.put(2, *frames[2])
+    session.embeddings_changed.emit(layer.name, 2)
+    qtbot.wait(300)
+    assert widget._diameter.value == 0

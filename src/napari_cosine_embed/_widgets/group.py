@@ -108,6 +108,12 @@ class GroupWidget(Container):
             "distance; Estimate measures it from the embeddings."
         )
         self._estimate = PushButton(text="Estimate diameter")
+        self._auto_diameter = CheckBox(text="estimate when embeddings arrive", value=True)
+        self._auto_diameter.tooltip = (
+            "While the diameter is 0 (not set), measure it once from the first embeddings of "
+            "each image, as the command line does by default."
+        )
+        self._auto_sized: set[int] = set()
         # the estimate's own line: the preview's status line is rewritten on every build
         self._size_note = Label(value="")
         self._method = ComboBox(label="method", choices=["hdbscan", "meanshift"], value=d.method)
@@ -167,7 +173,7 @@ class GroupWidget(Container):
         }
         below = [self._status, self._apply, self._curated, self._tune]
         widgets = list(self._controls.values())
-        widgets[2:2] = [self._estimate, self._size_note]
+        widgets[2:2] = [self._estimate, self._auto_diameter, self._size_note]
         super().__init__(widgets=[*widgets, *below])
         self.preview_latencies: dict[str, list[float]] = {}
         self.builds = 0
@@ -294,8 +300,22 @@ class GroupWidget(Container):
 
     def _embedding_arrived(self, name: str, t: int) -> None:
         layer = self._image.value
-        if layer is not None and layer.name == name and t == self._frame_index(layer):
+        if layer is None or layer.name != name:
+            return
+        self._auto_estimate(layer)
+        if t == self._frame_index(layer):
             self._control_changed("frame")
+
+    def _auto_estimate(self, layer: Any) -> None:
+        """Measure the diameter once per embedded image, as ``segment --diameter auto`` does,
+        unless the user has set one (a diameter they set, or set back to 0, is kept)."""
+        if self._diameter.value > 0 or not self._auto_diameter.value:
+            return
+        store = self._session.store_for(layer, create=False)
+        if store is None or id(store) in self._auto_sized:
+            return
+        self._auto_sized.add(id(store))
+        self.estimate_diameter()
 
     def _model_replaced(self) -> None:
         self._groupers.clear()

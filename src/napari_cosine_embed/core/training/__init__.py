@@ -12,7 +12,7 @@ Examples
 2
 """
 
-from .augment import AugmentConfig, augment_clip, crop_clip
+from .augment import AugmentConfig, augment_clip, crop_clip, zoom_window
 from .calibrate import (
     DEFAULT_FOREGROUND_THRESHOLD,
     calibrate_foreground,
@@ -57,4 +57,5 @@ __all__ = [
     "recommended_threshold",
     "train",
     "train_step",
+    "zoom_window",
 ]
