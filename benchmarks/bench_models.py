@@ -108,7 +108,9 @@ def main() -> None:
             )
             tic = time.perf_counter()
             rows = ctc_rows(model, config, args.data, args.cache, args.frames, Path(tmp))
-            dsb = PipelineConfig(model=name, device="cpu", track=False, **config_overrides(args.set))
+            dsb = PipelineConfig(
+                model=name, device="cpu", track=False, **config_overrides(args.set)
+            )
             rows.update(dsb_rows(model, dsb, args.data, args.limit))
             columns.append((name, rows, time.perf_counter() - tic))
     names = list(dict.fromkeys(k for _, rows, _ in columns for k in rows))

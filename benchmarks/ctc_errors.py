@@ -33,10 +33,16 @@ from scipy import ndimage as ndi
 
 from bench_ctc import config_overrides  # the script's own folder is on sys.path
 from napari_cosine_embed.core.checkpoint import load_model
+from napari_cosine_embed.core.diameter import model_space, rescale_labels, upsample_outputs
 from napari_cosine_embed.core.embed import iter_embed
 from napari_cosine_embed.core.io.ctc import read_ctc_sequence
 from napari_cosine_embed.core.metrics.ctc import seg_score
-from napari_cosine_embed.core.pipeline import PipelineConfig, foreground_mask, group_frame
+from napari_cosine_embed.core.pipeline import (
+    PipelineConfig,
+    foreground_mask,
+    group_frame,
+    model_input,
+)
 
 
 def classify(labels: np.ndarray, truth: np.ndarray, counts: dict) -> None:
@@ -74,6 +80,10 @@ def main() -> None:
     config = config.for_model(model)  # a fine-tuned model's calibrated threshold
     root = args.data / "ctc" / args.sequence
     movie = read_ctc_sequence(root / "02")
+    # as segment sees it: the diameter resolved, frames rescaled into the model's sizes
+    config, size, view = model_input(movie, config, model)
+    print(f"size plan: {size.describe()}")
+    space = model_space(config, size.scale)  # the size parameters in the model's pixels
     annotated = sorted(int(p.stem[len("man_seg") :]) for p in (root / "02_GT/SEG").glob("*.tif"))
     annotated = [t for t in annotated if t >= 3]
     frames = annotated[:: max(1, len(annotated) // args.frames)][: args.frames]
@@ -81,15 +91,19 @@ def main() -> None:
     covered, truths, ours, oracle = [], {}, {}, {}
     pixels = {k: {0.0: [], 2.0: []} for k in ("missed", "ring", "far", "covered")}
     for t in frames:
-        *_, last = iter_embed(model, movie, frames=range(t - 3, t + 1))
+        *_, last = iter_embed(model, view, frames=range(t - 3, t + 1))
         truth = tifffile.imread(root / "02_GT" / "SEG" / f"man_seg{t:03d}.tif")
         truths[t] = truth
-        ours[t] = group_frame(last.embedding, last.foreground, config)
+        if size.scale != 1:  # back at the movie's size, as segment returns them
+            emb, fg = upsample_outputs(last.embedding, last.foreground, truth.shape)
+        else:
+            emb, fg = last.embedding, last.foreground
+        ours[t] = rescale_labels(group_frame(last.embedding, last.foreground, space), truth.shape)
         classify(ours[t], truth, counts)
-        fg = foreground_mask(last.foreground, truth.shape, config)
+        fg = foreground_mask(fg, truth.shape, config)
         covered.append(fg[truth > 0].mean())
         perfect = (truth > 0).astype(np.float32)
-        oracle[t] = group_frame(last.embedding, perfect, replace(config, foreground_threshold=0.5))
+        oracle[t] = group_frame(emb, perfect, replace(config, foreground_threshold=0.5))
         near = ndi.binary_dilation(truth > 0, iterations=8)
         masks = {
             "missed": (truth > 0) & ~fg,
