@@ -320,3 +320,18 @@ def test_split_back_on_synthetic_daughters_merged_after_mitosis(movie):
     assert tra_score(movie.labels, movie.lineage, fixed.labels, fixed.lineage) > tra_score(
         movie.labels, movie.lineage, late.labels, late.lineage
     )
+
+
+def test_a_chain_of_single_children_becomes_one_track():
+    """Two false divisions in a row whose small pieces vanish at once (dropped as too short)
+    leave a track whose only child has an only child: all three are one object (this chain
+    once crashed the clean-up with a KeyError)."""
+    movie = np.zeros((7, 40, 40), np.uint16)
+    movie[0:2, 10:30, 10:30] = 1
+    movie[2, 10:30, 10:24], movie[2, 10:30, 25:30] = 1, 2
+    movie[3, 10:30, 10:24] = 1
+    movie[4, 10:30, 10:18], movie[4, 10:30, 19:24] = 1, 2
+    movie[5:7, 10:30, 10:18] = 1
+    result = link_labels(movie, min_track_length=2, min_split_frames=1, min_child_ratio=0)
+    assert result.lineage.tolist() == [[1, 0, 6, 0]]
+    assert np.array_equal(result.labels > 0, movie == 1)  # the one-frame pieces are dropped

@@ -146,9 +146,22 @@ class _TrackTable:
                 break
 
     def join_single_children(self) -> None:
-        for parent, kids in self.children().items():
-            if len(kids) == 1 and self.table[kids[0]][0] == self.table[parent][1] + 1:
-                self.merge(kids[0], parent)
+        """A track whose only child starts right after it ends continues as that child.
+
+        Chains (a child that itself has one child) collapse into one track: parents are
+        visited earliest first, and each takes its new only child again after a merge.
+        """
+        kids = self.children()
+        for parent in sorted(kids, key=lambda k: self.table[k][0]):
+            if parent not in self.table:
+                continue  # merged into its own parent already
+            while len(kids.get(parent, ())) == 1:
+                (kid,) = kids.pop(parent)
+                if self.table[kid][0] != self.table[parent][1] + 1:
+                    break
+                self.merge(kid, parent)
+                if kid in kids:  # its children are now the parent's
+                    kids[parent] = kids.pop(kid)
 
     def bridge_gaps(self, max_gap: int, max_distance: float) -> None:
         kids = self.children()
