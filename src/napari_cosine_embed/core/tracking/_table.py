@@ -112,6 +112,55 @@ class _TrackTable:
             if row[2] == tid:
                 row[2] = 0
 
+    def nodes_at(self, tid: int, t: int) -> np.ndarray:
+        return np.flatnonzero(self.track_of[t] == tid)
+
+    def absorb_short_tracks(
+        self, min_length: int, min_share: float = 0.5, keep_share: float = 0.5
+    ) -> None:
+        """Tracks present in fewer than ``min_length`` frames: pieces of a neighbour, or noise.
+
+        In each frame of such a track, when at least ``min_share`` of its pixels lie where one
+        other track, present in that frame, was the frame before or is the frame after, it is
+        a piece cut off that object for a frame or two (large, faint cells are often cut
+        differently from frame to frame) and joins it there. Pixels that are no one's piece
+        are dropped, as are short tracks with children.
+        """
+        kids = self.children()
+        sizes = [a[1:][a[1:] > 0] for a in self.area]
+        typical = float(np.median(np.concatenate(sizes))) if any(len(a) for a in sizes) else 0.0
+        for tid in [k for k in self.table if self.length(k) < min_length]:
+            first, last, _ = self.table[tid]
+            if tid not in kids and np.median(
+                [self.area_at(tid, t) for t in range(first, last + 1)]
+            ) >= keep_share * typical:
+                continue  # a whole object whose track broke, not noise: kept
+            for t in range(first, last + 1):
+                nodes = self.nodes_at(tid, t)
+                target = 0 if tid in kids else self._covering_track(tid, t, nodes, min_share)
+                self.track_of[t][nodes] = target
+            self.table.pop(tid)
+            for row in self.table.values():
+                if row[2] == tid:
+                    row[2] = 0
+
+    def _covering_track(self, tid: int, t: int, nodes: np.ndarray, min_share: float) -> int:
+        """The track present at ``t`` over most of these nodes' pixels at ``t -+ 1``, or 0."""
+        mask = np.isin(self.frames[t], nodes)
+        area = np.count_nonzero(mask)
+        best, best_share = 0, min_share
+        for u in (t - 1, t + 1):
+            if not 0 <= u < self.n_frames or not area:
+                continue
+            under = self.track_of[u][self.frames[u][mask]]
+            ids, counts = np.unique(under[(under > 0) & (under != tid)], return_counts=True)
+            for other, count in zip(ids.tolist(), counts.tolist(), strict=True):
+                row = self.table.get(other)
+                if row is None or not row[0] <= t <= row[1] or count / area < best_share:
+                    continue
+                best, best_share = other, count / area
+        return best
+
     def merge_false_splits(self, min_split_frames: int, min_child_ratio: float) -> None:
         changed = True
         while changed:
@@ -214,8 +263,7 @@ def _finish(
 ) -> TrackingResult:
     table = _TrackTable(frames, edges)
     table.merge_false_splits(min_split_frames, min_child_ratio)
-    for tid in [k for k in table.table if table.length(k) < min_track_length]:
-        table.drop(tid)
+    table.absorb_short_tracks(min_track_length)
     table.join_single_children()
     if max_gap > 0:
         table.bridge_gaps(max_gap, max_gap_distance)
@@ -223,7 +271,10 @@ def _finish(
 
 
 _CLEANUP_DOC = """min_track_length : int
-        Tracks present in fewer frames are dropped (their children lose their parent).
+        Tracks present in fewer frames are pieces of another object or noise: where most of
+        such a track's pixels lie under one other track of the frame before or after (that
+        track present in the same frame), they join it; otherwise they are dropped (and
+        children of a dropped track lose their parent).
     min_split_frames : int
         A division whose child has no children and ends within this many frames (before the
         last frame of the movie) is not real: the child joins its sibling, which continues
