@@ -323,15 +323,32 @@ def test_split_back_on_synthetic_daughters_merged_after_mitosis(movie):
 
 
 def test_a_chain_of_single_children_becomes_one_track():
-    """Two false divisions in a row whose small pieces vanish at once (dropped as too short)
+    """Two false divisions in a row whose slivers vanish at once (dropped as short and small)
     leave a track whose only child has an only child: all three are one object (this chain
     once crashed the clean-up with a KeyError)."""
     movie = np.zeros((7, 40, 40), np.uint16)
     movie[0:2, 10:30, 10:30] = 1
-    movie[2, 10:30, 10:24], movie[2, 10:30, 25:30] = 1, 2
-    movie[3, 10:30, 10:24] = 1
-    movie[4, 10:30, 10:18], movie[4, 10:30, 19:24] = 1, 2
-    movie[5:7, 10:30, 10:18] = 1
+    movie[2, 10:30, 10:27], movie[2, 10:30, 28:30] = 1, 2  # slivers: far below a typical size
+    movie[3, 10:30, 10:27] = 1
+    movie[4, 10:30, 10:21], movie[4, 10:30, 22:24] = 1, 2
+    movie[5:7, 10:30, 10:21] = 1
     result = link_labels(movie, min_track_length=2, min_split_frames=1, min_child_ratio=0)
     assert result.lineage.tolist() == [[1, 0, 6, 0]]
     assert np.array_equal(result.labels > 0, movie == 1)  # the one-frame pieces are dropped
+
+
+def test_short_tracks_of_whole_objects_are_kept_and_slivers_dropped():
+    """A whole object whose track broke (seen for one frame only) is kept; a one-frame sliver is
+    noise and dropped; a one-frame piece lying under a neighbour's track joins that track."""
+    movie = np.zeros((5, 60, 60), np.uint16)
+    movie[:, 5:25, 5:25] = 1  # a steady object
+    movie[2, 35:55, 35:55] = 2  # a whole object, one frame only
+    movie[2, 40:42, 5:7] = 3  # a sliver, one frame only
+    movie[1:4, 5:25, 30:50] = 4  # a second steady object...
+    movie[2, 5:25, 30:50], movie[2, 5:25, 44:50] = 4, 5  # ...cut in two at frame 2
+    result = link_labels(movie, min_track_length=2, min_split_frames=1, min_child_ratio=0)
+    frame = result.labels[2]
+    assert frame[45, 45] > 0  # kept
+    assert frame[41, 6] == 0  # dropped
+    assert frame[15, 46] == frame[15, 35] > 0  # the piece joined its object
+    assert len(np.unique(frame)) == 4  # background and three objects
