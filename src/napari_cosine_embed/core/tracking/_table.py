@@ -131,9 +131,11 @@ class _TrackTable:
         typical = float(np.median(np.concatenate(sizes))) if any(len(a) for a in sizes) else 0.0
         for tid in [k for k in self.table if self.length(k) < min_length]:
             first, last, _ = self.table[tid]
-            if tid not in kids and np.median(
-                [self.area_at(tid, t) for t in range(first, last + 1)]
-            ) >= keep_share * typical:
+            if (
+                tid not in kids
+                and np.median([self.area_at(tid, t) for t in range(first, last + 1)])
+                >= keep_share * typical
+            ):
                 continue  # a whole object whose track broke, not noise: kept
             for t in range(first, last + 1):
                 nodes = self.nodes_at(tid, t)
