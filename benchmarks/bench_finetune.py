@@ -41,6 +41,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=FINETUNE_DEFAULTS.batch_size)
     parser.add_argument("--threads", type=int, default=0, help="fixed count (0: adaptive)")
     parser.add_argument("--dense", action="store_true", help="300+ nuclei per frame")
+    parser.add_argument(
+        "--frozen-stacks", type=int, default=FINETUNE_DEFAULTS.frozen_stacks, help="stacks frozen"
+    )
     parser.add_argument("--busy", type=int, default=0, help="competing CPU-bound processes")
     args = parser.parse_args()
     governor = ThreadGovernor(max_threads=args.threads or None, adaptive=not args.threads)
@@ -66,6 +69,7 @@ def main() -> None:
         steps=args.steps,
         crop=args.crop,
         batch_size=args.batch_size,
+        frozen_stacks=args.frozen_stacks,
         device="cpu",
     )
 
