@@ -536,7 +536,8 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--min-track-length",
         type=field("min_track_length"),
-        help=f"frames (default {defaults['min_track_length']})",
+        help="frames: a shorter track is dropped when small (under half the median object), "
+        f"joins the track it lies under when a piece of it (default {defaults['min_track_length']})",
     )
     p.add_argument(
         "--max-gap", type=field("max_gap"), help=f"frames bridged (default {defaults['max_gap']})"
@@ -569,7 +570,7 @@ def add_commands(sub) -> None:
     t.add_argument("-o", "--out", required=True, help="result folder to write")
     for name, what in (
         ("min_iou", "smallest IoU of a continuation"),
-        ("min_track_length", "shorter tracks are dropped, frames"),
+        ("min_track_length", "shorter small tracks are dropped, frames"),
         ("min_split_frames", "a child ending sooner undoes its division, frames"),
         ("min_child_ratio", "a child smaller than this share of its sibling, too"),
         ("max_gap", "frames bridged"),
