@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_ctc import _scores, config_overrides, run_ours
+from bench_ctc import _scores, _truncate_gt, config_overrides, run_ours
 from bench_diameter import dsb_images
 from bench_dsb import segment
 from napari_cosine_embed.core.checkpoint import load_model
@@ -44,8 +44,6 @@ DSB = ("dsb2018-fluo", "dsb2018-nonfluo")
 
 
 def ctc_rows(model, config, data: Path, cache: Path, frames: int, tmp: Path) -> dict:
-    from bench_ctc import _truncate_gt
-
     rows = {}
     for name in SEQUENCES:
         seq, gt = data / "ctc" / name / "02", data / "ctc" / name / "02_GT"

@@ -47,12 +47,7 @@ def random_config(
     ((128, 128), 1, 4)
     """
     rng = np.random.default_rng(seed)
-
-    def uni(lo: float, hi: float) -> float:
-        return float(rng.uniform(lo, hi))
-
-    def log(lo: float, hi: float) -> float:  # log-uniform
-        return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    uni, log = _draws(rng)
 
     shape = tuple(fixed.get("shape", (256, 256)))
     mid, low, cycle, coin = log(6, 30), log(1.5, 60), uni(20, 80), rng.integers(2, size=3).tolist()
@@ -79,14 +74,21 @@ def random_config(
     return SyntheticConfig(**{**drawn, **fixed})
 
 
-def _other_kind(rng: np.random.Generator, shape: tuple, drawn: dict) -> dict:
-    """Fields that turn a nuclei draw into one of the other kinds (see :func:`random_config`)."""
+def _draws(rng: np.random.Generator):
+    """Uniform and log-uniform draws of one number in [lo, hi] from ``rng``."""
 
     def uni(lo: float, hi: float) -> float:
         return float(rng.uniform(lo, hi))
 
     def log(lo: float, hi: float) -> float:
         return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+    return uni, log
+
+
+def _other_kind(rng: np.random.Generator, shape: tuple, drawn: dict) -> dict:
+    """Fields that turn a nuclei draw into one of the other kinds (see :func:`random_config`)."""
+    uni, log = _draws(rng)
 
     def count(cover: float, mid: float) -> int:
         return max(2, int(cover * np.prod(shape) / (np.pi * mid**2)))

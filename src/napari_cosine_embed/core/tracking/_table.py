@@ -104,14 +104,6 @@ class _TrackTable:
             if row[2] == src:
                 row[2] = dst
 
-    def drop(self, tid: int) -> None:
-        first, last, _ = self.table.pop(tid)
-        for t in range(first, last + 1):
-            self.track_of[t][self.track_of[t] == tid] = 0
-        for row in self.table.values():
-            if row[2] == tid:
-                row[2] = 0
-
     def nodes_at(self, tid: int, t: int) -> np.ndarray:
         return np.flatnonzero(self.track_of[t] == tid)
 
