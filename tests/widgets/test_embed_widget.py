@@ -69,7 +69,12 @@ def test_embed_fills_cache_shows_pca_then_reuses(make_napari_viewer, qtbot, movi
     assert np.mean((fg > 0.5) == truth) > 0.9
     assert arrived == [("nuclei", t) for t in range(N_FRAMES)]
     assert widget.last_run_frames == list(range(N_FRAMES))
-    assert widget._info.value == f"{N_FRAMES} / {N_FRAMES} frames embedded"
+    # the diameter is estimated as ``segment --diameter auto`` does; the sample's nuclei
+    # (about 25 px) lie in the bundled model's range, so the frames went in as they are
+    count, plan = widget._info.value.split("\n")
+    assert count == f"{N_FRAMES} / {N_FRAMES} frames embedded"
+    assert plan.startswith("object diameter ") and plan.endswith("px (estimated)"), plan
+    assert 20 < float(plan.split()[2]) < 30, plan
 
     pca = viewer.layers[embed.PCA_LAYER]
     assert pca.rgb
@@ -94,7 +99,8 @@ def test_cancel_keeps_computed_frames_and_resumes(make_napari_viewer, qtbot, mov
     session = session_for(viewer)
     widget._control.button.changed.emit(True)
     worker = widget._control.worker
-    worker.yielded.connect(lambda _: widget._control.cancel())  # cancel after the first frame
+    # cancel after the first frame (the first item the worker yields is the size plan)
+    worker.yielded.connect(lambda item: isinstance(item[2], str) or widget._control.cancel())
     with qtbot.waitSignal(worker.finished, timeout=120_000):
         pass
     assert widget._control._status.value == "cancelled"
@@ -186,6 +192,7 @@ def test_a_model_tuned_on_rescaled_objects_embeds_at_its_size(
     _run(qtbot, widget)
     store = session.store_for(layer, create=False)
     assert store.missing() == []
+    assert "rescaled x" in widget._info.value, widget._info.value
     emb, fg = store.get(1)
     assert emb.shape[1:] == layer.data.shape[1:]
     assert fg.shape == layer.data.shape[1:]

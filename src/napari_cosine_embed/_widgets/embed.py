@@ -11,6 +11,7 @@ This module also holds the small layer-picking helpers the other widgets share.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Generator
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -199,6 +200,8 @@ class EmbedWidget(Container):
         )
         self.last_run_frames: list[int] = []
         self._pca: _PCAState | None = None
+        # per embedding cache: how its frames met the model (the size plan, described)
+        self._plans: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._control.on_click(self.compute)
         self._model.changed.connect(self._model_chosen)
         self._device.changed.connect(self._device_chosen)
@@ -284,7 +287,9 @@ class EmbedWidget(Container):
             return
         store = self._session.store_for(layer, create=False)
         done = 0 if store is None else store.n_frames - len(store.missing())
-        self._info.value = f"{done} / {frames_of(layer)} frames embedded"
+        text = f"{done} / {frames_of(layer)} frames embedded"
+        plan = self._plans.get(store) if store is not None else None
+        self._info.value = text if plan is None else f"{text}\n{plan}"
 
     # -- computing ---------------------------------------------------------------------------
     def _embed_requested(self, layer: Any) -> None:
@@ -297,9 +302,6 @@ class EmbedWidget(Container):
 
     def compute(self) -> None:
         """Embed the frames of the chosen layer that are not cached yet (the button's action)."""
-        from ..core.diameter import iter_embed_at_size, knows_sizes
-        from ..core.embed import iter_embed
-
         layer = self._image.value
         check_image_layer(layer)
         model = self._session.model()
@@ -315,37 +317,35 @@ class EmbedWidget(Container):
             self._control.set_status(f"all {store.n_frames} frames already embedded (reused)")
             return
         results = iter(())
-        if todo and knows_sizes(model):
-            # a model tuned on rescaled objects: frames go to it at that size (the estimate
-            # runs in the worker), the embeddings come back at the layer's pixels
+        if todo:
+            # checked here, on the main thread, so a bad device is a notification at once
             from ..core.device import resolve_device
 
-            resolve_device(self._session.device)  # a bad device: a notification at once
-            results = iter_embed_at_size(
+            resolve_device(self._session.device)
+            # as ``segment --diameter auto``: the object diameter is estimated (in the
+            # worker) and frames reach the model at the sizes it knows; the embeddings come
+            # back at the layer's pixels
+            results = _sized_embedding(
                 model,
                 layer.data,
                 todo,
-                device=self._session.device,
-                **self._session.embed_options,
-            )
-        elif todo:
-            # checked here, on the main thread, so a bad device is a notification at once
-            results = iter_embed(
-                model,
-                layer.data,
-                frames=todo,
-                device=self._session.device,
-                **self._session.embed_options,
+                {"device": self._session.device, **self._session.embed_options},
             )
         if pca is not None:
             pca.data = self._pca_layer(layer).data
-        self._control.start(
+        worker = self._control.start(
             _embed_job(results, store, len(todo), pca_only, pca),
             on_yield=partial(self._frame_done, layer),
             on_finish=self._describe,
         )
+        if worker is not None and todo and not pca_only:
+            self._control.set_status("estimating the object diameter...")
 
-    def _frame_done(self, layer: Any, payload: tuple[int, np.ndarray | None, bool]) -> None:
+    def _frame_done(self, layer: Any, payload: Any) -> None:
+        if isinstance(payload, str):  # how the frames meet the model
+            self._plans[self._session.store_for(layer, create=False)] = payload
+            self._describe()
+            return
         t, rgb, embedded = payload
         if embedded:
             self._session.embeddings_changed.emit(layer.name, t)
@@ -400,10 +400,23 @@ class EmbedWidget(Container):
                 notify_error(str(exc))
 
 
+def _sized_embedding(
+    model: Any, movie: Any, frames: list[int], options: dict
+) -> Generator[Any, None, None]:
+    """Worker: the size plan's description (a str) first, then each frame's embedding."""
+    from ..core.diameter import iter_embed_at_size, plan_size
+
+    stack = movie[None] if movie.ndim == 2 else movie
+    plan = plan_size(model, stack, "auto")
+    yield plan.describe()
+    yield from iter_embed_at_size(model, movie, frames, plan=plan, **options)
+
+
 def _embed_job(
     results: Any, store: Any, n_embed: int, pca_only: list[int], pca: _PCAState | None
 ) -> Generator[tuple[int, int, Any], None, None]:
-    """Worker: colour cached frames, then store each new frame; yield ``(t, rgb, embedded)``."""
+    """Worker: colour cached frames, then store each new frame; yield ``(t, rgb, embedded)``
+    (or, once, the description of how the frames meet the model)."""
     total = len(pca_only) + n_embed
     done = 0
     for t in pca_only:
@@ -415,6 +428,9 @@ def _embed_job(
     # which is the one computing)
     threads = ThreadGovernor()
     for result in results:
+        if isinstance(result, str):
+            yield done, total, result
+            continue
         threads.update()
         store.put(result.t, result.embedding, result.foreground)
         rgb = None

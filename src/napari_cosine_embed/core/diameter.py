@@ -454,18 +454,30 @@ def upsample_outputs(
     return emb.numpy(), fg
 
 
-def iter_embed_at_size(model: Any, movie: Any, frames: Sequence[int], **options: Any):
+def iter_embed_at_size(
+    model: Any,
+    movie: Any,
+    frames: Sequence[int],
+    *,
+    plan: SizePlan | None = None,
+    **options: Any,
+):
     """:func:`~.embed.iter_embed` at the size the model knows, outputs at the movie's pixels.
 
-    The object diameter is estimated first (:func:`plan_size`, ``"auto"``); frames are then
-    rescaled as the plan says, embedded, and their outputs brought back to the movie's shape
-    (:func:`upsample_outputs`). A generator of :class:`~.embed.FrameEmbedding`; its first
-    item comes after the estimate (a few frames' worth of embedding).
+    Without a ``plan`` the object diameter is estimated first (:func:`plan_size`, ``"auto"``,
+    as ``segment`` does); frames are then rescaled as the plan says, embedded, and their
+    outputs brought back to the movie's shape (:func:`upsample_outputs`). A generator of
+    :class:`~.embed.FrameEmbedding`; its first item comes after the estimate (a few frames'
+    worth of embedding). A plan that leaves the frames alone embeds them as they are.
     """
     from .embed import iter_embed
 
     stack = movie[None] if movie.ndim == 2 else movie
-    plan = plan_size(model, stack, "auto")
+    if plan is None:
+        plan = plan_size(model, stack, "auto")
+    if plan.scale == 1:
+        yield from iter_embed(model, stack, frames=frames, **options)
+        return
     shape = tuple(stack.shape[-2:])
     for result in iter_embed(model, model_view(stack, plan), frames=frames, **options):
         emb, fg = upsample_outputs(result.embedding, result.foreground, shape)
