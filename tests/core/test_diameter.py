@@ -224,3 +224,38 @@ def test_invert_segments_dark_objects_on_a_bright_background(model):
     assert scores[False] < scores[True] - 0.3
     with pytest.raises(InputError, match="invert"):
         PipelineConfig(invert="yes")
+
+
+class _SizedModel:
+    """Stands in for a model fine-tuned on shrunk objects (only its record is read)."""
+
+    record = {"diameter_range": [67.0, 88.3]}
+
+
+@pytest.mark.parametrize("source", ["given", "auto"])
+def test_a_run_repeated_from_its_settings_rescales_to_the_same_shape(monkeypatch, source):
+    """The diameter settings.json keeps (2 decimals) leads to the frame shape the first run
+    embedded at: a diameter whose rounding moved the scale once gave the pipeline a store one
+    pixel off ("the embedding store is for 48 frames of (608, 934)")."""
+    from napari_cosine_embed.core import diameter as size
+    from napari_cosine_embed.core.diameter import DiameterEstimate, scaled_shape
+
+    movie = np.zeros((2, 782, 1200), np.float32)
+    model = _SizedModel()
+    changed = [
+        d
+        for d in np.linspace(90, 300, 4001)
+        if size._scale_for(model, movie, d) != size._scale_for(model, movie, round(d, 2))
+    ]
+    assert len(changed) > 100  # unrounded, these diameters gave other scales
+    for d in changed[::40]:
+        if source == "auto":
+            found = DiameterEstimate(float(d), 10, (0,))
+            monkeypatch.setattr(size, "estimate_diameter", lambda *a, found=found, **k: found)
+        config, first = resolve_size(
+            PipelineConfig(diameter="auto" if source == "auto" else float(d)), model, movie
+        )
+        _, again = resolve_size(config, model, movie)  # as run_pipeline re-resolves it
+        assert again.scale == first.scale, d
+        assert scaled_shape(movie.shape, again.scale) == scaled_shape(movie.shape, first.scale)
+        assert again.diameter == config.diameter == round(config.diameter, 2)

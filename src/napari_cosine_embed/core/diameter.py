@@ -292,9 +292,10 @@ def plan_size(model: Any, movie: Any, diameter: float | str | None) -> SizePlan:
     diameter = parse_diameter(diameter)
     if diameter is None:
         return SizePlan(None, 1.0, "off")
-    estimate = None
+    # The plan holds the diameter as settings.json keeps it (2 decimals), so a run repeated
+    # from its settings rescales its frames to exactly the same shape.
     if diameter != "auto":
-        value = float(diameter)
+        value = round(float(diameter), 2)
         return SizePlan(value, _scale_for(model, movie, value), "given")
     estimate = estimate_diameter(model, movie)
     if estimate.diameter is None:
@@ -306,8 +307,8 @@ def plan_size(model: Any, movie: Any, diameter: float | str | None) -> SizePlan:
         again = estimate_diameter(model, RescaledMovie(stack, scale), frames=estimate.frames)
         if again.diameter is not None:
             estimate = replace(again, diameter=again.diameter / scale)
-            scale = _scale_for(model, movie, estimate.diameter)
-    return SizePlan(estimate.diameter, scale, "auto", estimate)
+    value = round(estimate.diameter, 2)
+    return SizePlan(value, _scale_for(model, movie, value), "auto", estimate)
 
 
 def _scale_for(model: Any, movie: Any, diameter: float) -> float:
