@@ -229,7 +229,8 @@ def test_invert_segments_dark_objects_on_a_bright_background(model):
 class _SizedModel:
     """Stands in for a model fine-tuned on shrunk objects (only its record is read)."""
 
-    record = {"diameter_range": [67.0, 88.3]}
+    def __init__(self) -> None:
+        self.record = {"diameter_range": [67.0, 88.3]}
 
 
 @pytest.mark.parametrize("source", ["given", "auto"])

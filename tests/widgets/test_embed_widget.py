@@ -73,7 +73,8 @@ def test_embed_fills_cache_shows_pca_then_reuses(make_napari_viewer, qtbot, movi
     # (about 25 px) lie in the bundled model's range, so the frames went in as they are
     count, plan = widget._info.value.split("\n")
     assert count == f"{N_FRAMES} / {N_FRAMES} frames embedded"
-    assert plan.startswith("object diameter ") and plan.endswith("px (estimated)"), plan
+    assert plan.startswith("object diameter "), plan
+    assert plan.endswith("px (estimated)"), plan
     assert 20 < float(plan.split()[2]) < 30, plan
 
     pca = viewer.layers[embed.PCA_LAYER]

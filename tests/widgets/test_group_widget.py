@@ -215,6 +215,44 @@ def test_auto_tune_sets_the_best_parameters(setup, qtbot, monkeypatch, errors):
     assert "best SEG" in widget._tune._status.value
     score = float(widget._tune._status.value.split("best SEG ")[1].split(":")[0])
     assert score > 0.8
+    # the threshold came first: the one whose foreground best matches the curated nuclei
+    from napari_cosine_embed.core.training.calibrate import threshold_from_labels
+
+    found = threshold_from_labels([session.frame(widget._image.value, 2)[1]], [gt.data[2]])
+    assert params.threshold == pytest.approx(found["threshold"])
+    assert f"threshold {found['threshold']:g}" in widget._tune._status.value
+
+
+def test_auto_tune_threshold_follows_how_the_user_outlines(setup, qtbot, monkeypatch):
+    """Curated outlines drawn generously lead to a lower threshold than tight ones."""
+    from scipy import ndimage as ndi
+
+    viewer, widget, _, gt = setup
+    session = session_for(viewer)
+    space = {
+        "min_samples": [10],
+        "coord_weight": [1.0],
+        "min_cluster_size": [50],
+        "cluster_selection_epsilon": [0.0],
+        "method": ["eom"],
+    }
+    monkeypatch.setitem(group.TUNE_SPACES, "hdbscan", space)
+    truth = gt.data[2].copy()
+    found = {}
+    for name, grow in (("generous", 3), ("tight", -2)):
+        if grow > 0:
+            dist, (iy, ix) = ndi.distance_transform_edt(truth == 0, return_indices=True)
+            drawn = np.where(dist <= grow, truth[iy, ix], 0)
+        else:
+            drawn = np.where(ndi.distance_transform_edt(truth > 0) > -grow, truth, 0)
+        gt.data[2] = drawn
+        session.set_curated(gt.name, 2)
+        widget._curated.value = gt
+        widget._tune.button.changed.emit(True)
+        with qtbot.waitSignal(widget._tune.worker.finished, timeout=60_000):
+            pass
+        found[name] = widget.params().threshold
+    assert found["generous"] < found["tight"], found
 
 
 def test_threshold_follows_the_model_put_to_use(setup, qtbot):

@@ -217,6 +217,7 @@ _TUNED = {
     "cluster_selection_epsilon": "epsilon",
     "method": "selection",
     "bandwidth": "bandwidth",
+    "foreground_threshold": "threshold",
 }
 
 
@@ -284,13 +285,18 @@ def tune_steps(
     truths: list[np.ndarray],
     params: GroupParams,
 ) -> tuple[Iterator[Any], int]:
-    """The grid search around ``params`` on curated frames, not started yet.
+    """The search on curated frames, not started yet: the threshold, then the grid.
+
+    The foreground threshold is chosen first, as the one whose foreground best matches the
+    curated objects (foreground IoU, :func:`~..core.training.calibrate.threshold_from_labels`);
+    the grid around ``params`` is then searched at that threshold. Every result carries it as
+    ``best_params["foreground_threshold"]``.
 
     Parameters
     ----------
     embeddings : list of ndarray of shape (D, Y, X)
     foregrounds : list of ndarray of shape (Y, X) or None
-        Foreground probabilities, thresholded here at ``params.threshold``.
+        Foreground probabilities; when a frame has none, ``params.threshold`` is kept.
     truths : list of ndarray of shape (Y, X)
         The curated instances of each frame.
     params : GroupParams
@@ -303,22 +309,41 @@ def tune_steps(
     total : int
         Trials in the grid.
     """
-    from ..core.grouping import iter_tune
-
     space = _tune_space(params)
+    return _tune_run(embeddings, foregrounds, truths, params, space), int(
+        np.prod([len(v) for v in space.values()])
+    )
+
+
+def _tune_run(embeddings, foregrounds, truths, params: GroupParams, space: dict):
+    """The search of :func:`tune_steps`: the foreground threshold first, then the grid."""
+    import dataclasses
+
+    from ..core.grouping import iter_tune
+    from ..core.training.calibrate import threshold_from_labels
+
+    threshold = params.threshold
+    if foregrounds and all(fg is not None for fg in foregrounds):
+        # the threshold whose foreground best covers the curated objects: it follows how this
+        # user outlines objects, which no model output can tell (docs/benchmarks.md)
+        found = threshold_from_labels(foregrounds, truths)
+        if found is not None:
+            threshold = found["threshold"]
     steps = iter_tune(
         embeddings,
         truths,
         grouper=params.method,
         space=space,
-        foregrounds=[None if fg is None else fg >= params.threshold for fg in foregrounds],
+        foregrounds=[None if fg is None else fg >= threshold for fg in foregrounds],
         postprocess={
             "min_size": params.min_size,
             "split": params.split,
             "split_depth": params.split_depth,
         },
     )
-    return steps, int(np.prod([len(v) for v in space.values()]))
+    for result in steps:
+        best = {**result.best_params, "foreground_threshold": threshold}
+        yield dataclasses.replace(result, best_params=best)
 
 
 def tuned_fields(best_params: dict[str, Any]) -> dict[str, Any]:

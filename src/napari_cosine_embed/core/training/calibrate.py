@@ -32,11 +32,15 @@ __all__ = [
     "calibration",
     "iter_calibrate_foreground",
     "recommended_threshold",
+    "threshold_from_labels",
 ]
 
 
 #: Thresholds tried by the calibration.
 THRESHOLDS = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+
+#: How far below the best foreground IoU the kept threshold may score (the lowest such wins).
+TOLERANCE = 0.0
 
 #: Where a model's record keeps its calibration.
 RECORD_KEY = "foreground_calibration"
@@ -90,6 +94,7 @@ def iter_calibrate_foreground(
     thresholds: Sequence[float] = THRESHOLDS,
     context: int = 3,
     max_frames: int = 8,
+    tolerance: float | None = None,
 ) -> Generator[tuple[int, int], None, dict[str, Any] | None]:
     """Measure the foreground IoU of ``model`` on the labelled frames of ``data`` per threshold.
 
@@ -106,6 +111,9 @@ def iter_calibrate_foreground(
         Frames before each labelled frame embedded first, to warm up the recurrent state.
     max_frames : int, keyword-only
         At most this many labelled frames are scored (evenly spread over all of them).
+    tolerance : float, keyword-only
+        The lowest threshold whose IoU is within this of the best is kept; None:
+        :data:`TOLERANCE`.
 
     Yields
     ------
@@ -125,34 +133,85 @@ def iter_calibrate_foreground(
         return None
     if data.normalisation is not None:
         raise ValueError("calibrate on the raw data, not on a normalised copy")
-    grid = np.array(sorted({float(t) for t in thresholds}), np.float32)
-    if not len(grid) or grid[0] < 0 or grid[-1] > 1:
-        raise ValueError(f"thresholds must lie in [0, 1], got {list(thresholds)}")
+    tally = _Tally(thresholds)
     units = _units(data, max_frames)
-    inter = np.zeros(len(grid))
-    union = np.zeros(len(grid))
-    pixels = 0
     for done, (seq, t) in enumerate(units, start=1):
         *_, last = iter_embed(model, seq.image, frames=range(max(0, t - context), t + 1))
-        truth = np.asarray(seq.labels[t]) > 0
-        valid = np.ones(truth.shape, bool) if seq.ignore is None else ~np.asarray(seq.ignore[t])
-        fg, truth = np.asarray(last.foreground)[valid], truth[valid]
-        pixels += int(truth.sum())
-        predicted = fg[None, :] >= grid[:, None]
-        inter += (predicted & truth).sum(axis=1)
-        union += (predicted | truth).sum(axis=1)
+        valid = None if seq.ignore is None else ~np.asarray(seq.ignore[t])
+        tally.add(last.foreground, np.asarray(seq.labels[t]) > 0, valid)
         yield done, len(units)
-    if pixels == 0:
-        return None
-    ious = inter / np.maximum(union, 1)
-    best = int(np.argmax(ious))  # the lowest threshold among equals
-    return {
-        "threshold": float(round(float(grid[best]), 4)),
-        "iou": float(ious[best]),
-        "ious": {f"{g:g}": float(v) for g, v in zip(grid.tolist(), ious, strict=True)},
-        "frames": len(units),
-        "pixels": pixels,
-    }
+    return tally.result(tolerance)
+
+
+class _Tally:
+    """Foreground intersection and union with the truth at each threshold, summed over frames."""
+
+    def __init__(self, thresholds: Sequence[float]) -> None:
+        grid = np.array(sorted({float(t) for t in thresholds}), np.float32)
+        if not len(grid) or grid[0] < 0 or grid[-1] > 1:
+            raise ValueError(f"thresholds must lie in [0, 1], got {list(thresholds)}")
+        self.grid = grid
+        self.inter = np.zeros(len(grid))
+        self.union = np.zeros(len(grid))
+        self.frames = self.pixels = 0
+
+    def add(self, foreground: Any, truth: np.ndarray, valid: np.ndarray | None = None) -> None:
+        fg = np.asarray(foreground, np.float32)
+        if fg.shape != truth.shape:
+            raise InputError(
+                f"a foreground of shape {fg.shape} cannot be scored against labels of shape "
+                f"{truth.shape}"
+            )
+        if valid is not None:
+            fg, truth = fg[valid], truth[valid]
+        fg, truth = fg.ravel(), truth.ravel()
+        # pixels at or above each threshold, counted per bin between thresholds (no
+        # thresholds x pixels array): bin i holds grid[i-1] <= fg < grid[i]
+        bins = np.searchsorted(self.grid, fg, side="right")
+        n = len(self.grid) + 1
+        above = np.cumsum(np.bincount(bins, minlength=n)[::-1])[::-1][1:]
+        above_true = np.cumsum(np.bincount(bins[truth], minlength=n)[::-1])[::-1][1:]
+        n_true = int(truth.sum())
+        self.inter += above_true
+        self.union += above + n_true - above_true
+        self.frames += 1
+        self.pixels += n_true
+
+    def result(self, tolerance: float | None = None) -> dict[str, Any] | None:
+        if self.pixels == 0:
+            return None
+        ious = self.inter / np.maximum(self.union, 1)
+        tolerance = TOLERANCE if tolerance is None else float(tolerance)
+        # the lowest threshold within the tolerance of the best (argmax: the lowest of equals)
+        best = int(np.flatnonzero(ious >= ious.max() - tolerance)[0])
+        return {
+            "threshold": float(round(float(self.grid[best]), 4)),
+            "iou": float(ious[best]),
+            "ious": {f"{g:g}": float(v) for g, v in zip(self.grid.tolist(), ious, strict=True)},
+            "frames": self.frames,
+            "pixels": self.pixels,
+        }
+
+
+def threshold_from_labels(
+    foregrounds: Sequence[Any],
+    truths: Sequence[np.ndarray],
+    *,
+    thresholds: Sequence[float] = THRESHOLDS,
+    tolerance: float | None = None,
+) -> dict[str, Any] | None:
+    """The foreground threshold that best reproduces labelled frames, from outputs at hand.
+
+    What :func:`iter_calibrate_foreground` measures, for foreground probabilities already
+    computed (the viewer's embedding cache): ``foregrounds`` and ``truths`` (instance labels,
+    0 = background) pair up frame by frame. Same result dict; None without labelled pixels.
+    """
+    if len(foregrounds) != len(truths):
+        raise InputError(f"{len(foregrounds)} foregrounds for {len(truths)} labelled frames")
+    tally = _Tally(thresholds)
+    for fg, truth in zip(foregrounds, truths, strict=True):
+        tally.add(fg, np.asarray(truth) > 0)
+    return tally.result(tolerance)
 
 
 def calibrate_foreground(model: Any, data: TrainingData, **options: Any) -> dict[str, Any] | None:
