@@ -175,6 +175,38 @@ def curated_labels(name: str, gt_dir: Path, predicted: Path, frames: list[int]) 
     return out
 
 
+def unfixed_mask(
+    gt_dir: Path, predicted: Path, labels: np.ndarray, frames: list[int]
+) -> np.ndarray:
+    """Where a simulated fix (:func:`curated_labels`) left a nucleus unfixed: no loss there.
+
+    A user who curates a frame splits false merges and draws missed nuclei; the simulation
+    cannot (GOWT1 has no masks for them), so their pixels are marked unsure rather than taught
+    as background: the predicted instances under each uncurated TRA marker, and a disk of the
+    curated nuclei's median radius around the marker.
+    """
+    from napari_cosine_embed.core.diameter import equivalent_diameters
+    from napari_cosine_embed.core.io.ctc import read_ctc_result
+
+    gt = read_ctc_gt(gt_dir)
+    pred, _ = read_ctc_result(predicted)
+    out = np.zeros(labels.shape, bool)
+    for t in frames:
+        mine = np.asarray(labels[t])
+        diameters = equivalent_diameters(mine)
+        radius = max(2, round(float(np.median(diameters)) / 2)) if diameters.size else 10
+        markers, ours = np.asarray(gt.tra[t]), np.asarray(pred[t])
+        for marker in np.unique(markers)[1:]:
+            at = markers == marker
+            if (mine[at] > 0).any():
+                continue
+            hit = np.unique(ours[at & (ours > 0)])
+            near = ndi.distance_transform_edt(~at) <= radius
+            out[t] |= np.isin(ours, hit[hit > 0]) | near
+        out[t] &= mine == 0
+    return out
+
+
 def pick_frames(gt_dir: Path, n: int = 5) -> list[int]:
     seg = sorted(int(p.stem[len("man_seg") :]) for p in (gt_dir / "SEG").glob("man_seg*.tif"))
     n_frames = len(list((gt_dir / "TRA").glob("man_track*.tif")))

@@ -14,7 +14,9 @@ For each CTC sequence ``<data>/ctc/<name>/02``, in one process:
    complete (every TRA marker lies in an annotated object: SIM+, MSC) its masks are the
    curation; elsewhere (GOWT1 annotates a few nuclei per frame) a user's quick fix is
    simulated from our own labels: each instance holding exactly one TRA marker is kept
-   (false positives deleted, false merges left out), as ``bench_ctc.py`` does;
+   (false positives deleted), as ``bench_ctc.py`` does; the nuclei it cannot fix (false
+   merges, misses: a user would split or draw them) are left out of the loss, not taught as
+   background (``--taught-background`` teaches them as background);
 3. the model is fine-tuned with the ``finetune`` defaults (:data:`FINETUNE_DEFAULTS`, as the
    ``finetune`` command and the Fine-tune widget use them), timed;
 4. the tuned model segments the movie again with the same parameters;
@@ -45,6 +47,7 @@ from bench_ctc import (
     config_overrides,
     curated_labels,
     run_ours,
+    unfixed_mask,
 )
 from napari_cosine_embed.core.checkpoint import load_model
 from napari_cosine_embed.core.io.ctc import read_ctc_gt, read_ctc_sequence
@@ -101,6 +104,13 @@ def main() -> None:
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "nce-bench-cache"
     )
     parser.add_argument("--save", type=Path, help="folder to keep the fine-tuned models in")
+    parser.add_argument(
+        "--taught-background",
+        dest="unsure",
+        action="store_false",
+        help="in a simulated fix, teach the nuclei it could not fix (false merges, misses) as "
+        "background instead of leaving them out of the loss",
+    )
     args = parser.parse_args()
 
     config = PipelineConfig(**config_overrides(args.set))
@@ -138,11 +148,18 @@ def main() -> None:
                 for t in frames:
                     labels[t] = gt.seg[t]
                 how = "SEG masks"
+                ignore = None
             else:
                 labels = curated_labels("simulated", gt_dir, before, frames)
-                how = "simulated fix"
+                ignore = unfixed_mask(gt_dir, before, labels, frames) if args.unsure else None
+                how = "simulated fix" + (", unfixed nuclei unsure" if args.unsure else "")
             data = from_arrays(
-                movie, labels, frames=frames, context=ft_config.clip_length - 1, name=name
+                movie,
+                labels,
+                frames=frames,
+                ignore=ignore,
+                context=ft_config.clip_length - 1,
+                name=name,
             )
             tic = time.perf_counter()
             run = finetune(base, data, ft_config)
