@@ -103,11 +103,12 @@ def test_finetune_from_the_trained_model_on_a_tiff(trained, tmp_path, capsys):
     argv = [
         "finetune", "--base", str(trained), "--images", str(tmp_path / "movie.tif"),
         "--labels", str(tmp_path / "labels.tif"), "--frames", "0,2", "--steps", "2",
-        "--crop", "32", "--device", "cpu", "--out", str(out),
+        "--crop", "32", "--device", "cpu", "--foreground-weight", "10", "--out", str(out),
     ]  # fmt: skip
     assert main(argv) == 0
     model = load_model(out, device="cpu")
     assert model.record["base_model"]["name"] == "tiny"
+    assert model.record["foreground_weight"] == 10.0
     assert model.record["data"]["sources"][0]["frames"] == [0, 2]
     assert model.record["steps"] == 2
     found = model.record["foreground_calibration"]  # measured on the curated frames
@@ -242,3 +243,4 @@ def test_finetune_command_defaults_match_the_core():
         FINETUNE_DEFAULTS.foreground_crops,
     )
     assert args.frozen_stacks == FINETUNE_DEFAULTS.frozen_stacks
+    assert args.foreground_weight == FINETUNE_DEFAULTS.foreground_weight

@@ -40,6 +40,7 @@ def test_finetune_saves_a_new_model_and_offers_it(make_napari_viewer, qtbot, tmp
     assert "1, 4" in widget._curated.value
     widget._steps.value = 5
     widget._val_fraction.value = 0.5  # of two curated frames: one held out
+    widget._foreground_weight.value = 10.0
     models = tmp_path / "models"
     models.mkdir()
     (models / "finetuned-001.pt").write_bytes(b"an earlier run")
@@ -56,6 +57,7 @@ def test_finetune_saves_a_new_model_and_offers_it(make_napari_viewer, qtbot, tmp
     assert widget.saved == models / "finetuned-002.pt"
     model = load_model(widget.saved, device="cpu")
     assert model.record["base_model"]["name"] == "default"
+    assert model.record["foreground_weight"] == 10.0  # the widget's setting was trained with
     assert model.record["validation"] is not None
     assert model.record["data"]["summary"]
     assert "finetuned-002.pt" in widget._result.value

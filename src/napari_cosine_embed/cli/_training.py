@@ -258,6 +258,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         seed=args.seed,
         log_every=args.log_every,
         frozen_stacks=args.frozen_stacks,
+        foreground_weight=args.foreground_weight,
     )
     trainer = Trainer(
         base,
@@ -565,6 +566,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         default=1,
         help="leading hourglass stacks (with the stem) kept fixed; 0 trains every layer "
         "(default 1)",
+    )
+    p.add_argument(
+        "--foreground-weight",
+        type=_train_field("foreground_weight"),
+        default=1.0,
+        help="weight of the foreground loss against the embedding loss (default 1); for "
+        "cells unlike any the model knows, 10 learns their extent faster (docs/models.md)",
     )
     p.set_defaults(func=_validate.checked(p, _cmd_finetune, _validate.check_finetune))
 
