@@ -144,3 +144,26 @@ def test_a_damaged_calibrated_threshold_is_named_not_ignored(default_model, valu
         recommended_threshold(damaged)
     # the user's own threshold still works with such a model
     assert PipelineConfig(foreground_threshold=0.3).for_model(damaged).foreground_threshold == 0.3
+
+
+def test_tolerance_prefers_the_lowest_threshold_close_to_the_best():
+    """From stored outputs: the best IoU wins, or with a tolerance the lowest threshold within
+    it of the best (held-out frames are less confident than the frames trained on)."""
+    from napari_cosine_embed.core.training.calibrate import threshold_from_labels
+
+    yy, xx = np.mgrid[:64, :64]
+    distance = np.hypot(yy - 32, xx - 32)
+    truth = (distance < 16).astype(np.uint8)
+    # probability falls off from the centre: 0.5 at the annotated edge, ~0.2 four pixels out
+    foreground = 1 / (1 + np.exp((distance - 16) / 3))
+    exact = threshold_from_labels([foreground], [truth])
+    assert exact["threshold"] == 0.5
+    assert exact["iou"] == pytest.approx(max(exact["ious"].values()))
+    loose = threshold_from_labels([foreground], [truth], tolerance=0.2)
+    assert loose["threshold"] < exact["threshold"]
+    assert loose["iou"] >= exact["iou"] - 0.2
+    assert loose["ious"][f"{loose['threshold']:g}"] == pytest.approx(loose["iou"])
+    lower = [float(t) for t, v in loose["ious"].items() if float(t) < loose["threshold"]]
+    assert all(loose["ious"][f"{t:g}"] < exact["iou"] - 0.2 for t in lower)
+    with pytest.raises(Exception, match="2 foregrounds for 1"):
+        threshold_from_labels([foreground, foreground], [truth])
