@@ -61,6 +61,10 @@ def test_finetune_saves_a_new_model_and_offers_it(make_napari_viewer, qtbot, tmp
     assert model.record["validation"] is not None
     assert model.record["data"]["summary"]
     assert "finetuned-002.pt" in widget._result.value
+    steps, run = model.record["steps"], model.record["steps_run"]
+    assert run == 5
+    said = f"step {steps} of 5: best validated" if steps < run else "(5 steps)"
+    assert said in widget._result.value
     assert "validation score" in widget._result.value
     # the held-out curated frame, segmented with the old and the new model, scored as the
     # benchmarks score (SEG), saved with the model and shown

@@ -412,13 +412,19 @@ class FinetuneWidget(Container):
             return
         self.saved = path
         record = model.record
-        text = f"saved {path.name} ({record['steps']} steps)"
+        steps, run = record.get("steps"), record.get("steps_run")
+        if run is not None and steps is not None and steps < run:
+            # the best-validated weights, not the last: say so, or "4 steps" reads as a bug
+            text = f"saved {path.name}\n(the weights of step {steps} of {run}: best validated)"
+        else:
+            text = f"saved {path.name} ({steps} steps)"
+        # one fact per line: a long line widens the dock and squeezes the canvas
         scores = record.get("scores") or {}
         if "score" in scores and math.isfinite(scores["score"]):
-            text += f", validation score {scores['score']:.3f}"
+            text += f"\nvalidation score {scores['score']:.3f}"
         found = calibration(model)
         if found:
-            text += f", foreground threshold {found['threshold']:g}"
+            text += f"\nforeground threshold {found['threshold']:g}"
         check = record.get("held_out_check")
         if check:
             from ..core.training.readout import HeldOutScores
