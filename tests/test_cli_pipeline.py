@@ -67,7 +67,12 @@ def test_segment_records_the_estimated_diameter_as_a_number(segmented):
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [("huge", "'auto' or a number"), ("0", "in [2, 2000]"), ("nan", "'auto' or a number")],
+    [
+        ("huge", "'auto', a number of pixels or a length in microns"),
+        ("0", "in [2, 2000]"),
+        ("nan", "'auto' or a number"),
+        ("12 furlongs", "unknown unit 'furlongs'"),
+    ],
 )
 def test_segment_refuses_a_bad_diameter(dataset, tmp_path, capsys, value, message):
     argv = ["segment", str(dataset / "01"), "-o", str(tmp_path / "r"), "--diameter", value]
@@ -76,6 +81,48 @@ def test_segment_refuses_a_bad_diameter(dataset, tmp_path, capsys, value, messag
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.fixture(scope="module")
+def movie_tiffs(dataset, tmp_path_factory) -> dict[str, Path]:
+    """Two frames of the sample as TIFFs: one recording 0.5 um pixels (ImageJ), one bare."""
+    from napari_cosine_embed.core.io import read_any
+
+    frames = np.asarray(read_any(dataset / "01").image[:2])
+    folder = tmp_path_factory.mktemp("tiffs")
+    tifffile.imwrite(
+        folder / "calibrated.tif",
+        frames,
+        imagej=True,
+        resolution=(2.0, 2.0),
+        metadata={"unit": "um", "axes": "TYX"},
+    )
+    tifffile.imwrite(folder / "bare.tif", frames)
+    return {"calibrated": folder / "calibrated.tif", "bare": folder / "bare.tif"}
+
+
+@pytest.mark.parametrize(
+    ("movie", "extra", "pixels"),
+    [("calibrated", [], 22.0), ("bare", ["--pixel-size", "0.25"], 44.0)],
+)
+def test_segment_takes_the_diameter_in_microns(movie_tiffs, tmp_path, capsys, movie, extra, pixels):
+    """11 um is 22 px at the 0.5 um the TIFF records, 44 px at a --pixel-size of 0.25 um; the
+    settings keep pixels (a rerun needs no pixel size)."""
+    out = tmp_path / "r"
+    argv = ["segment", str(movie_tiffs[movie]), "-o", str(out), "--diameter", "11um", *extra]
+    assert main(argv) == 0
+    params = json.loads((out / "settings.json").read_text())["parameters"]
+    assert params["diameter"] == pytest.approx(pixels)
+    assert f"diameter 11um = {pixels:.1f} px" in capsys.readouterr().err
+
+
+def test_segment_refuses_microns_without_a_pixel_size(movie_tiffs, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["segment", str(movie_tiffs["bare"]), "-o", str(out), "--diameter", "11 µm"]) == 2
+    err = capsys.readouterr().err
+    assert "pixel size is not known" in err
+    assert "--pixel-size" in err
+    assert not out.exists()
 
 
 def test_segment_with_the_diameter_off_keeps_the_pixel_sizes(dataset, tmp_path):

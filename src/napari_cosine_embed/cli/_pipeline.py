@@ -317,6 +317,28 @@ def _warn(command: str, warnings) -> None:
             print(f"napari-cosine-embed {command}: warning: {text}", file=sys.stderr)
 
 
+def _diameter_in_pixels(args: argparse.Namespace) -> None:
+    """A ``--diameter`` in microns becomes pixels: with ``--pixel-size``, or the pixel size the
+    (first) input file records."""
+    from ..core.diameter import parse_diameter, physical_length
+    from ..core.io.pixel_size import read_pixel_size
+
+    text = args.diameter
+    if not isinstance(text, str) or physical_length(text) is None:
+        return
+    pixel_size, where = args.pixel_size, "--pixel-size"
+    if pixel_size is None:
+        for path in map(Path, args.input):
+            first = next(iter(sorted(path.iterdir())), None) if path.is_dir() else path
+            if first is not None and (pixel_size := read_pixel_size(first)) is not None:
+                where = first.name
+                break
+    args.diameter = parse_diameter(text, pixel_size=pixel_size)
+    note = f"diameter {text} = {args.diameter:.1f} px (pixel size {pixel_size:g} um, {where})"
+    with contextlib.suppress(OSError, ValueError):
+        print(note, file=sys.stderr, flush=True)
+
+
 def _cmd_segment(args: argparse.Namespace) -> int:
     from ..core.checkpoint import load_model
     from ..core.embedding_store import EmbeddingStore
@@ -325,6 +347,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from ..core.pipeline import cache_ids, model_input, run_pipeline
     from ..core.threads import ThreadGovernor
 
+    _diameter_in_pixels(args)
     config = _config(args)
     out = Path(args.out)
     _check_paths(args)
@@ -514,9 +537,15 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--diameter",
         type=_validate.diameter,
-        help="typical object diameter in pixels, 'auto' to estimate it from the model's output "
-        "(default), or 'off'; frames are rescaled when objects are beyond the sizes the model "
-        "knows, and the size options you do not set follow it",
+        help="typical object diameter in pixels, in microns ('12um': needs the pixel size, "
+        "from the TIFF's metadata or --pixel-size), 'auto' to estimate it from the model's "
+        "output (default), or 'off'; frames are rescaled when objects are beyond the sizes the "
+        "model knows, and the size options you do not set follow it",
+    )
+    p.add_argument(
+        "--pixel-size",
+        type=_validate.real(0.001, 1000),
+        help="microns per pixel, for a --diameter in microns (default: what the TIFF records)",
     )
     p.add_argument(
         "--object-size",

@@ -66,19 +66,23 @@ def number(limit: Range) -> Callable[[str], int | float]:
 
 
 def diameter(text: str) -> float | str:
-    """An argparse ``type`` for ``--diameter``: ``auto``, ``off`` or a number of pixels.
+    """An argparse ``type`` for ``--diameter``: ``auto``, ``off``, pixels or microns.
+
+    A length with a unit is returned as given, to be converted with the pixel size.
 
     Examples
     --------
-    >>> diameter("Auto"), diameter("off"), diameter("42")
-    ('auto', 'off', 42.0)
+    >>> diameter("Auto"), diameter("off"), diameter("42"), diameter("12um")
+    ('auto', 'off', 42.0, '12um')
     """
-    from ..core.diameter import parse_diameter
+    from ..core.diameter import parse_diameter, physical_length
     from ..core.errors import InputError
 
     if text.strip().lower() in ("off", "none"):
         return "off"
     try:
+        if physical_length(text) is not None:
+            return text  # microns: made pixels once the pixel size is known
         value = parse_diameter(text)
     except InputError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
