@@ -61,7 +61,7 @@ def test_estimate_of_an_empty_movie_finds_nothing(model):
 
 @pytest.mark.parametrize("bad", ["big", -3, 0, float("nan"), True, 1e9, [4]])
 def test_bad_diameters_are_refused_with_the_accepted_values(bad):
-    with pytest.raises(InputError, match="diameter must be 'auto'(,| or) a number"):
+    with pytest.raises(InputError, match=r"diameter must be 'auto'(,| or) a number"):
         parse_diameter(bad)
     with pytest.raises(InputError, match="diameter"):
         PipelineConfig(diameter=bad)
