@@ -189,6 +189,16 @@ def test_apply_to_all_frames_matches_the_truth(setup, qtbot, movie, errors):
     assert viewer.layers[group.INSTANCES_LAYER] is instances
 
 
+#: One HDBSCAN combination for Auto-tune to try (the widget adds the current values).
+SMALL_GRID = {
+    "min_samples": [10],
+    "coord_weight": [1.0],
+    "min_cluster_size": [50],
+    "cluster_selection_epsilon": [0.0],
+    "method": ["eom"],
+}
+
+
 def test_auto_tune_sets_the_best_parameters(setup, qtbot, monkeypatch, errors):
     viewer, widget, _, gt = setup
     session = session_for(viewer)
@@ -197,14 +207,7 @@ def test_auto_tune_sets_the_best_parameters(setup, qtbot, monkeypatch, errors):
     assert "no curated frames" in errors[-1]
 
     # a small grid; the bad current values (no coordinates) are added to it by the widget
-    space = {
-        "min_samples": [10],
-        "coord_weight": [1.0],
-        "min_cluster_size": [50],
-        "cluster_selection_epsilon": [0.0],
-        "method": ["eom"],
-    }
-    monkeypatch.setitem(group.TUNE_SPACES, "hdbscan", space)
+    monkeypatch.setitem(group.TUNE_SPACES, "hdbscan", SMALL_GRID)
     widget.set_params(coord_weight=0.0, min_samples=20, min_cluster_size=100)
     session.set_curated(gt.name, 2)
     widget._tune.button.changed.emit(True)
@@ -229,14 +232,7 @@ def test_auto_tune_threshold_follows_how_the_user_outlines(setup, qtbot, monkeyp
 
     viewer, widget, _, gt = setup
     session = session_for(viewer)
-    space = {
-        "min_samples": [10],
-        "coord_weight": [1.0],
-        "min_cluster_size": [50],
-        "cluster_selection_epsilon": [0.0],
-        "method": ["eom"],
-    }
-    monkeypatch.setitem(group.TUNE_SPACES, "hdbscan", space)
+    monkeypatch.setitem(group.TUNE_SPACES, "hdbscan", SMALL_GRID)
     truth = gt.data[2].copy()
     found = {}
     for name, grow in (("generous", 3), ("tight", -2)):
