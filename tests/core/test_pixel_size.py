@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_cosine_embed.core.diameter import parse_diameter, physical_length
+from napari_cosine_embed.core.diameter import parse_diameter
 from napari_cosine_embed.core.errors import InputError
 from napari_cosine_embed.core.io.pixel_size import read_pixel_size
+from napari_cosine_embed.core.lengths import physical_length
 
 MOVIE = np.zeros((2, 16, 24), np.uint16)
 

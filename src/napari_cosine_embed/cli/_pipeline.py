@@ -320,8 +320,9 @@ def _warn(command: str, warnings) -> None:
 def _diameter_in_pixels(args: argparse.Namespace) -> None:
     """A ``--diameter`` in microns becomes pixels: with ``--pixel-size``, or the pixel size the
     (first) input file records."""
-    from ..core.diameter import parse_diameter, physical_length
+    from ..core.diameter import parse_diameter
     from ..core.io.pixel_size import read_pixel_size
+    from ..core.lengths import physical_length
 
     text = args.diameter
     if not isinstance(text, str) or physical_length(text) is None:

@@ -75,8 +75,9 @@ def diameter(text: str) -> float | str:
     >>> diameter("Auto"), diameter("off"), diameter("42"), diameter("12um")
     ('auto', 'off', 42.0, '12um')
     """
-    from ..core.diameter import parse_diameter, physical_length
+    from ..core.diameter import parse_diameter
     from ..core.errors import InputError
+    from ..core.lengths import physical_length
 
     if text.strip().lower() in ("off", "none"):
         return "off"

@@ -20,7 +20,6 @@ Every size parameter of grouping and tracking derives from the diameter
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
+from .lengths import physical_length, to_pixels
 
 __all__ = [
     "DEFAULT_DIAMETER_RANGE",
@@ -74,32 +74,12 @@ PIECE_THRESHOLD = 0.5
 _MIN_PIECE = 8
 
 
-_LENGTH = re.compile(r"([-+]?[0-9]*\.?[0-9]+(?:e[-+]?[0-9]+)?)\s*([a-zµμ]+)?")
-_PIXELS = ("px", "pixel", "pixels")
-
-
-def physical_length(text: str) -> tuple[float, str] | None:
-    """``(value, unit)`` for a length written with a physical unit ("12 um", "8µm"), or None
-    for anything else (a bare number, pixels, "auto")."""
-    from .io.pixel_size import MICRONS_PER
-
-    match = _LENGTH.fullmatch(text.strip().lower())
-    if match is None or match.group(2) is None or match.group(2) in _PIXELS:
-        return None
-    unit = match.group(2)
-    if unit not in MICRONS_PER:
-        raise InputError(
-            f"diameter {text!r}: unknown unit {unit!r}; give pixels (a number, or 'px') or "
-            "microns ('um', 'µm', 'micron')"
-        )
-    return float(match.group(1)), unit
-
-
 def parse_diameter(value: Any, *, pixel_size: float | None = None) -> float | str | None:
     """A diameter setting: None (off), ``"auto"``, or a number of pixels in range.
 
     A string with a unit ("12 um", "8µm", "0.01 mm") is converted with ``pixel_size``
-    (microns per pixel, e.g. what the file records: :func:`~.io.pixel_size.read_pixel_size`);
+    (microns per pixel, e.g. what the file records: :func:`~.io.pixel_size.read_pixel_size`;
+    see :mod:`.lengths`);
     without one it is refused, since pixels cannot be guessed. "30 px" is 30 pixels.
     """
     if value is None:
@@ -108,12 +88,11 @@ def parse_diameter(value: Any, *, pixel_size: float | None = None) -> float | st
         text = value.strip().lower()
         if text in ("auto", "off", "none", ""):
             return "auto" if text == "auto" else None
-        physical = physical_length(text)
+        physical = physical_length(text, what="diameter")
         if physical is not None:
-            return parse_diameter(_to_pixels(value, *physical, pixel_size))
-        match = _LENGTH.fullmatch(text)
+            return parse_diameter(to_pixels(value, *physical, pixel_size, what="diameter"))
         try:
-            value = float(match.group(1) if match else text)
+            value = float(text.removesuffix("s").removesuffix("pixel").removesuffix("px"))
         except ValueError:
             raise InputError(
                 f"diameter must be 'auto', a number of pixels or a length in microns "
@@ -128,20 +107,6 @@ def parse_diameter(value: Any, *, pixel_size: float | None = None) -> float | st
             f"diameter must be 'auto' or a number of pixels in [{lo:g}, {hi:g}], got {value}"
         )
     return value
-
-
-def _to_pixels(text: str, value: float, unit: str, pixel_size: float | None) -> float:
-    from .io.pixel_size import MICRONS_PER
-
-    if pixel_size is None:
-        raise InputError(
-            f"diameter {text!r} is in {unit}, but the pixel size is not known (the file "
-            "records none): give the pixel size in microns (segment --pixel-size) or the "
-            "diameter in pixels"
-        )
-    if not (math.isfinite(pixel_size) and pixel_size > 0):
-        raise InputError(f"pixel size must be a positive number of microns, got {pixel_size}")
-    return value * MICRONS_PER[unit] / pixel_size
 
 
 def equivalent_diameters(labels: np.ndarray, min_area: int = 1) -> np.ndarray:

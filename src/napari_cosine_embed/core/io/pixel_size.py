@@ -13,21 +13,9 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["MICRONS_PER", "read_pixel_size"]
+from ..lengths import MICRONS_PER
 
-#: Microns in one unit, for the unit names ImageJ and OME write.
-MICRONS_PER = {
-    "micron": 1.0,
-    "microns": 1.0,
-    "um": 1.0,
-    "µm": 1.0,
-    "μm": 1.0,  # Greek mu, as some writers spell it
-    "\\u00b5m": 1.0,  # ImageJ's escaped form
-    "nm": 1e-3,
-    "mm": 1e3,
-    "cm": 1e4,
-    "m": 1e6,
-}
+__all__ = ["read_pixel_size"]
 
 
 def read_pixel_size(path: str | os.PathLike) -> float | None:
