@@ -19,6 +19,7 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, SpinBox
 from ..core.errors import InputError
 from ..core.pipeline import PipelineConfig
 from ._jobs import JobControl
+from ._layers import Turns, build_layer, one_per_turn
 from ._session import session_for
 from .embed import connect_while_alive, layer_choices
 
@@ -81,6 +82,20 @@ def _pairs(
         yield done, total, None
 
 
+def _with_layers(
+    job: Generator[tuple[int, int, None], None, Any], place: dict
+) -> Generator[tuple[int, int, None], None, tuple[Any, dict]]:
+    """``job``, then the output layers built from its result in the worker (they are
+    inserted on the main thread only if the viewer has no such layer yet)."""
+    result = yield from job
+    built = {LABELS_NAME: build_layer("labels", result.labels, name=LABELS_NAME, **place)}
+    if len(result.tracks):
+        built[TRACKS_NAME] = build_layer(
+            "tracks", result.tracks, graph=result.graph, name=TRACKS_NAME, tail_length=10, **place
+        )
+    return result, built
+
+
 class TrackWidget(Container):
     """Dock widget: link instances over time; writes the "tracked" and "tracks" layers.
 
@@ -130,6 +145,8 @@ class TrackWidget(Container):
             "that is seen late because the daughters touched; 0: never",
         )
         self._control = JobControl(self._session, "track", "Track")
+        #: The showing of the last result; ``shown.done`` once every output layer is in place.
+        self.shown: Turns | None = None
         super().__init__(
             widgets=[
                 self._method,
@@ -190,7 +207,8 @@ class TrackWidget(Container):
             gen, source = self._pairs_job()
         else:
             gen, source = self._link_job()
-        self._control.start(gen, on_return=lambda result: self._show(result, source))
+        place = {"scale": source.scale[-3:], "translate": source.translate[-3:]}
+        self._control.start(_with_layers(gen, place), on_return=lambda out: self._show(*out))
 
     def _link_job(self):
         layer = self._labels_choice.value
@@ -237,28 +255,31 @@ class TrackWidget(Container):
         }
         return _pairs(store, options, float(self._threshold.value)), layer
 
-    def _show(self, result: TrackingResult, source: Any) -> None:
-        """Write the result into the fixed output layers (main thread)."""
-        place = {"scale": source.scale[-3:], "translate": source.translate[-3:]}
-        labels = self._layer_named(LABELS_NAME)
-        if type(labels).__name__ == "Labels":
-            labels.data = result.labels
-        else:
-            self._viewer.add_labels(result.labels, name=LABELS_NAME, **place)
+    def _show(self, result: TrackingResult, built: dict[str, Any]) -> None:
+        """Show the result (main thread): existing output layers are updated in place, new
+        ones (built in the worker) inserted one per turn of the event loop."""
         n_tracks = len(result.lineage)
         n_divisions = len({p[0] for p in result.graph.values()})
         self._control.set_status(f"{n_tracks} tracks, {n_divisions} divisions")
-        tracks = self._layer_named(TRACKS_NAME)
-        if len(result.tracks) == 0:
-            if type(tracks).__name__ == "Tracks":
-                self._viewer.layers.remove(tracks)  # our own stale output; no track now
-            return
-        if type(tracks).__name__ == "Tracks":
-            # The old graph may name ids absent from the new data: clear it first.
-            tracks.graph = {}
-            tracks.data = result.tracks
-            tracks.graph = result.graph
-        else:
-            self._viewer.add_tracks(
-                result.tracks, graph=result.graph, name=TRACKS_NAME, tail_length=10, **place
-            )
+
+        def show_labels() -> None:
+            labels = self._layer_named(LABELS_NAME)
+            if type(labels).__name__ == "Labels":
+                labels.data = result.labels
+            else:
+                self._viewer.layers.append(built[LABELS_NAME])
+
+        def show_tracks() -> None:
+            tracks = self._layer_named(TRACKS_NAME)
+            if len(result.tracks) == 0:
+                if type(tracks).__name__ == "Tracks":
+                    self._viewer.layers.remove(tracks)  # our own stale output; no track now
+            elif type(tracks).__name__ == "Tracks":
+                # The old graph may name ids absent from the new data: clear it first.
+                tracks.graph = {}
+                tracks.data = result.tracks
+                tracks.graph = result.graph
+            else:
+                self._viewer.layers.append(built[TRACKS_NAME])
+
+        self.shown = one_per_turn([show_labels, show_tracks])
