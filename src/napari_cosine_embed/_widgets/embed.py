@@ -21,6 +21,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, Label
 
 from ..core.errors import InputError
 from ._jobs import JobControl, notify_error
+from ._layers import build_layer
 from ._pca import PCAColours
 from ._session import session_for
 
@@ -331,10 +332,16 @@ class EmbedWidget(Container):
                 todo,
                 {"device": self._session.device, **self._session.embed_options},
             )
+        new_pca = None  # where a new PCA layer goes: its object is built in the worker
         if pca is not None:
-            pca.data = self._pca_layer(layer).data
+            target = self._pca_layer(layer, create=False)
+            if target is not None:
+                pca.data = target.data
+            else:
+                new_pca = {"shape": (*layer.data.shape, 3), "scale": layer.scale}
+                new_pca["translate"] = layer.translate
         worker = self._control.start(
-            _embed_job(results, store, len(todo), pca_only, pca),
+            _embed_job(results, store, len(todo), pca_only, pca, new_pca),
             on_yield=partial(self._frame_done, layer),
             on_finish=self._describe,
         )
@@ -345,6 +352,12 @@ class EmbedWidget(Container):
         if isinstance(payload, str):  # how the frames meet the model
             self._plans[self._session.store_for(layer, create=False)] = payload
             self._describe()
+            return
+        if not isinstance(payload, tuple):  # the new PCA layer, built in the worker
+            if self._pca is not None and self._pca_layer(layer, create=False) is None:
+                self._viewer.layers.append(payload)
+                self._viewer.layers.selection.active = layer
+                self._pca.data = payload.data
             return
         t, rgb, embedded = payload
         if embedded:
@@ -373,12 +386,15 @@ class EmbedWidget(Container):
                 pca.colours = PCAColours.fit(*store.get(cached[0]))
         return pca
 
-    def _pca_layer(self, layer: Any):
-        """The RGB layer showing the PCA colours of ``layer``, created or resized as needed."""
+    def _pca_layer(self, layer: Any, *, create: bool = True):
+        """The RGB layer showing the PCA colours of ``layer``, created (unless not
+        ``create``: then None) or resized as needed."""
         shape = (*layer.data.shape, 3)
         viewer = self._viewer
         target = named_layer(viewer, PCA_LAYER)
         if target is None or type(target).__name__ != "Image" or not target.rgb:
+            if not create:
+                return None
             target = viewer.add_image(
                 np.zeros(shape, np.uint8),
                 name=PCA_LAYER,
@@ -413,12 +429,26 @@ def _sized_embedding(
 
 
 def _embed_job(
-    results: Any, store: Any, n_embed: int, pca_only: list[int], pca: _PCAState | None
+    results: Any,
+    store: Any,
+    n_embed: int,
+    pca_only: list[int],
+    pca: _PCAState | None,
+    new_pca: dict | None = None,
 ) -> Generator[tuple[int, int, Any], None, None]:
     """Worker: colour cached frames, then store each new frame; yield ``(t, rgb, embedded)``
-    (or, once, the description of how the frames meet the model)."""
+    (or, once, the description of how the frames meet the model). With ``new_pca`` (shape,
+    scale, translate), the PCA layer object is built first and yielded for the main thread
+    to insert."""
     total = len(pca_only) + n_embed
     done = 0
+    if new_pca is not None:
+        shape = new_pca.pop("shape")
+        yield (
+            done,
+            total,
+            build_layer("image", np.zeros(shape, np.uint8), name=PCA_LAYER, rgb=True, **new_pca),
+        )
     for t in pca_only:
         done += 1
         yield done, total, (t, pca.colours.rgb(*store.get(t)), False)

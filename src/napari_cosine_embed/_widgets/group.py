@@ -50,6 +50,7 @@ from ._grouping import (
 from ._grouping import build_grouper as build_grouper
 from ._grouping import group_frame as group_frame
 from ._jobs import JobControl
+from ._layers import build_layer
 from ._session import session_for
 from .embed import (
     check_image_layer,
@@ -368,7 +369,11 @@ class GroupWidget(Container):
             self._status.value = f"frame {t}: building..."
         else:
             self._groupers.move_to_end(key)
-        worker = create_worker(_preview_job, store, t, params, grouper, _start_thread=False)
+        # The first preview's layer object is built in the worker too (see ._layers).
+        place = None if named_layer(self._viewer, PREVIEW_LAYER) else _preview_place(layer, t)
+        worker = create_worker(
+            _preview_with_layer, store, t, params, grouper, place, _start_thread=False
+        )
         built = grouper is None
         worker.returned.connect(partial(self._preview_built, layer, t, params, key, store, built))
         worker.errored.connect(self._preview_failed)
@@ -379,7 +384,7 @@ class GroupWidget(Container):
     def _preview_built(self, layer, t, params, key, store, built, result) -> None:
         if self._closed:
             return  # the widget was closed while the build ran: its controls are gone
-        grouper, labels, seconds = result
+        grouper, labels, seconds, new_layer = result
         self.builds += built
         self._groupers[key] = (store, grouper)
         while len(self._groupers) > _CACHED_GROUPERS:
@@ -387,7 +392,7 @@ class GroupWidget(Container):
         current = self._image.value
         if current is layer and self._frame_index(layer) == t and self.params() == params:
             how = "computed" if built else "cut"
-            self._show(layer, t, labels, f"{how} in {1000 * seconds:.0f} ms")
+            self._show(layer, t, labels, f"{how} in {1000 * seconds:.0f} ms", new_layer)
         # otherwise stale: _preview_finished asks again with the parameters of now
 
     def _preview_failed(self, exc: BaseException) -> None:
@@ -400,19 +405,20 @@ class GroupWidget(Container):
             if self._changed is not None and not self._closed:
                 self.refresh_preview()
 
-    def _show(self, layer: Any, t: int, labels: np.ndarray, how: str) -> None:
+    def _show(
+        self, layer: Any, t: int, labels: np.ndarray, how: str, new_layer: Any = None
+    ) -> None:
         data = labels if layer.data.ndim == 2 else labels[None]
-        translate = np.array(layer.translate, float)
-        if layer.data.ndim == 3:
-            translate[0] += t * layer.scale[0]
+        translate = _preview_place(layer, t)["translate"]
         viewer = self._viewer
         target = named_layer(viewer, PREVIEW_LAYER)
         if target is None or type(target).__name__ != "Labels" or target.ndim != data.ndim:
             if target is not None:
                 viewer.layers.remove(target)
-            viewer.add_labels(
-                data, name=PREVIEW_LAYER, scale=layer.scale, translate=translate, opacity=0.5
-            )
+            if new_layer is not None and new_layer.data.shape == data.shape:
+                viewer.layers.append(new_layer)  # built in the worker: only inserted here
+            else:
+                viewer.add_labels(data, name=PREVIEW_LAYER, opacity=0.5, **_preview_place(layer, t))
             viewer.layers.selection.active = layer
         else:
             if target.data.shape == data.shape and target.data.dtype == data.dtype:
@@ -499,6 +505,31 @@ class GroupWidget(Container):
         self.set_params(**values)
         shown = ", ".join(f"{k} {v}" for k, v in values.items())
         self._tune.set_status(f"best {result.metric} {result.best_score:.3f}: {shown}")
+
+
+def _preview_place(layer: Any, t: int) -> dict[str, Any]:
+    """Scale and translation of the one-frame preview of frame ``t`` of ``layer``."""
+    translate = np.array(layer.translate, float)
+    if layer.data.ndim == 3:
+        translate[0] += t * layer.scale[0]
+    return {"scale": np.array(layer.scale, float), "translate": translate}
+
+
+def _preview_with_layer(
+    store: Any, t: int, params: GroupParams, grouper: Any, place: dict | None
+) -> tuple[Any, np.ndarray, float, Any]:
+    """Worker: :func:`._grouping._preview_job`, and the preview layer object built from its
+    labels when ``place`` says where one is needed (the viewer has none yet)."""
+    grouper, labels, seconds = _preview_job(store, t, params, grouper)
+    if place is None:
+        return grouper, labels, seconds, None
+    data = labels if len(place["scale"]) == 2 else labels[None]  # a (Y, X) or (T, Y, X) image
+    return (
+        grouper,
+        labels,
+        seconds,
+        build_layer("labels", data, name=PREVIEW_LAYER, opacity=0.5, **place),
+    )
 
 
 def _estimate_job(store: Any, frames: list[int]) -> Any:
