@@ -461,25 +461,31 @@ class GroupWidget(Container):
                 f"a layer called '{INSTANCES_LAYER}' of shape {tuple(target.data.shape)} exists "
                 f"and is not a labels layer of the image's shape {shape}: rename or delete it"
             )
-        if target is None:
-            target = viewer.add_labels(
-                np.zeros(shape, np.int32),
-                name=INSTANCES_LAYER,
-                scale=layer.scale,
-                translate=layer.translate,
-            )
-            viewer.layers.selection.active = layer
+        place = None
+        if target is None:  # the layer object is built in the worker, inserted at its yield
+            place = {"shape": shape, "scale": layer.scale, "translate": layer.translate}
         self._apply.start(
-            _group_job(store, self.params()), on_yield=partial(self._write_frame, target)
+            _with_instances_layer(_group_job(store, self.params()), place),
+            on_yield=partial(self._write_frame, layer, [target]),
         )
 
-    @staticmethod
-    def _write_frame(target: Any, payload: tuple[int, np.ndarray]) -> None:
+    def _write_frame(self, source: Any, target: list, payload: Any) -> None:
+        if not isinstance(payload, tuple):  # the new instances layer
+            if named_layer(self._viewer, INSTANCES_LAYER) is None:
+                self._viewer.layers.append(payload)
+                self._viewer.layers.selection.active = source
+                target[0] = payload
+            return
         t, labels = payload
+        target = target[0] if target[0] is not None else named_layer(self._viewer, INSTANCES_LAYER)
+        if target is None:
+            return  # deleted while the job ran
         if target.data.ndim == 2:
             target.data[:] = labels
         else:
             target.data[t] = labels
+            if self._frame_index(source) != t:
+                return  # written in place: napari reads it when that frame is shown
         target.refresh()
 
     # -- auto-tune -------------------------------------------------------------------------------
@@ -505,6 +511,15 @@ class GroupWidget(Container):
         self.set_params(**values)
         shown = ", ".join(f"{k} {v}" for k, v in values.items())
         self._tune.set_status(f"best {result.metric} {result.best_score:.3f}: {shown}")
+
+
+def _with_instances_layer(job: Any, place: dict | None) -> Any:
+    """Worker: the ``instances`` layer object first when ``place`` (shape, scale, translate)
+    says one is needed, then ``job``'s frames."""
+    if place is not None:
+        shape = place.pop("shape")
+        yield 0, 1, build_layer("labels", np.zeros(shape, np.int32), name=INSTANCES_LAYER, **place)
+    return (yield from job)
 
 
 def _preview_place(layer: Any, t: int) -> dict[str, Any]:
