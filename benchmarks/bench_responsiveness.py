@@ -152,7 +152,9 @@ def main() -> None:
 
         _, track = viewer.window.add_plugin_dock_widget(PLUGIN, "Track", tabify=True)
         track._labels_choice.value = instances
-        run_job(track.control, args.sample, "track", until=lambda: track.shown.done)
+        # (a Track widget before c2db204 shows its layers at once: no ``shown_result``)
+        shown = lambda: getattr(track, "shown_result", None) is None or track.shown_result.done  # noqa: E731
+        run_job(track.control, args.sample, "track", until=shown)
 
         _, tune = viewer.window.add_plugin_dock_widget(PLUGIN, "Fine-tune", tabify=True)
         for t in (1, args.frames - 2):

@@ -126,7 +126,7 @@ def main(out_dir: str) -> None:
         track = show_tab(viewer, "Track")
         track._labels_choice.value = viewer.layers["instances"]
         run_job(track.control)
-        wait_until(lambda: track.shown.done)  # its layers are shown one per turn
+        wait_until(lambda: track.shown_result.done)  # its layers are shown one per turn
         only_visible(viewer, "synthetic nuclei", "tracked", "tracks")
         grab(viewer, out / "track.png")
 

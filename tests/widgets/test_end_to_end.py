@@ -97,7 +97,7 @@ def test_segment_track_correct_finetune_export(make_napari_viewer, qtbot, sample
     # track by overlap: one label per track, the tracks layer names the same ids
     track._labels_choice.value = instances
     _run(qtbot, track.control)
-    qtbot.waitUntil(lambda: track.shown.done, timeout=5_000)  # layers shown one per turn
+    qtbot.waitUntil(lambda: track.shown_result.done, timeout=5_000)  # layers shown one per turn
     tracked, tracks = viewer.layers["tracked"], viewer.layers["tracks"]
     ids = set().union(*(_objects(tracked.data[t]) for t in range(N_FRAMES)))
     assert set(np.unique(tracks.data[:, 0]).astype(int).tolist()) == ids

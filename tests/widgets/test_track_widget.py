@@ -59,8 +59,9 @@ def _click_and_wait(qtbot, widget, timeout=60_000):
     assert worker is not None, "the job did not start"
     with qtbot.waitSignal(worker.finished, timeout=timeout):
         pass
-    if widget.shown is not None:  # the output layers are shown one per turn of the event loop
-        qtbot.waitUntil(lambda: widget.shown.done, timeout=5_000)
+    # the output layers are shown one per turn of the event loop
+    if widget.shown_result is not None:
+        qtbot.waitUntil(lambda: widget.shown_result.done, timeout=5_000)
 
 
 def _expected(gt: np.ndarray, lineage: np.ndarray, result: np.ndarray) -> list[list[int]]:

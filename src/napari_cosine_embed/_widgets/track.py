@@ -145,8 +145,8 @@ class TrackWidget(Container):
             "that is seen late because the daughters touched; 0: never",
         )
         self._control = JobControl(self._session, "track", "Track")
-        #: The showing of the last result; ``shown.done`` once every output layer is in place.
-        self.shown: Turns | None = None
+        #: The showing of the last result: ``shown_result.done`` once both layers are in place.
+        self.shown_result: Turns | None = None
         super().__init__(
             widgets=[
                 self._method,
@@ -282,4 +282,4 @@ class TrackWidget(Container):
             else:
                 self._viewer.layers.append(built[TRACKS_NAME])
 
-        self.shown = one_per_turn([show_labels, show_tracks])
+        self.shown_result = one_per_turn([show_labels, show_tracks])
