@@ -283,3 +283,34 @@ def test_carry_track_picks_the_best_overlap_and_respects_the_horizon():
     assert set(np.unique(changed[1][:, 0:2])) == {3}
     with pytest.raises(InputError):
         editing.carry_track(movie[0], 0, 2)
+
+
+def test_broken_apart_names_only_labels_an_edit_leaves_in_more_pieces():
+    from napari_cosine_embed.core.editing import broken_apart, count_pieces
+
+    before = np.zeros((6, 9), np.uint16)
+    before[1:3, 1:3] = 1
+    before[1:3, 5:7] = 2
+    before[4:6, 1:3] = 3
+    merged = np.where(before == 2, 1, before)
+    assert count_pieces(merged, 1) == 2
+    assert broken_apart(before, merged) == {1: 2}
+    # joined by a bridge: one piece, nothing to ask
+    bridged = merged.copy()
+    bridged[1, 3:5] = 1
+    assert broken_apart(before, bridged) == {}
+    # deleting never breaks anything apart
+    assert broken_apart(before, np.where(before == 3, 0, before)) == {}
+    # corners touch only with connectivity 2
+    diagonal = before.copy()
+    diagonal[3, 3] = 1
+    diagonal[1:3, 1:3] = 0
+    diagonal[2, 2] = 1
+    assert broken_apart(before, diagonal) == {1: 2}
+    assert broken_apart(before, diagonal, connectivity=2) == {}
+    # a label already in two pieces that grows without a third is not reported
+    two = merged.copy()
+    grown = two.copy()
+    grown[3, 1] = 1
+    assert broken_apart(two, grown) == {}
+    assert count_pieces(before, 9) == 0

@@ -39,7 +39,7 @@ def projects_root(tmp_path, monkeypatch):
 def _labels() -> np.ndarray:
     lab = np.zeros(SHAPE, np.uint16)
     lab[:, 5:15, 5:15] = 1
-    lab[:, 5:15, 20:30] = 2
+    lab[:, 5:15, 15:25] = 2  # touches 1
     lab[2, 25:35, 5:15] = 3
     return lab
 
@@ -90,6 +90,31 @@ def test_merge_is_one_undo_step_that_restores_the_exact_data(setup):
     np.testing.assert_array_equal(labels.data, expected)
 
 
+def test_merging_labels_that_do_not_touch_asks_first(setup):
+    _, _, labels, widget = setup
+    original = labels.data.copy()
+    asked = []
+    widget.confirm = lambda question: asked.append(question) or False  # the user says no
+    widget._ids.value = "1, 3"  # 3 lies 10 px below 1 in frame 2
+    assert widget.merge() is None
+    np.testing.assert_array_equal(labels.data, original)  # nothing changed
+    assert len(asked) == 1
+    assert "label 1 in 2 pieces that do not touch (frame 2)" in asked[0]
+    assert "not applied" in widget._status.value
+
+    widget.confirm = lambda question: asked.append(question) or True  # ...and now yes
+    widget.merge()
+    assert len(asked) == 2
+    assert set(np.unique(labels.data[2][original[2] == 3])) == {1}
+    labels.undo()  # still one undo step
+    np.testing.assert_array_equal(labels.data, original)
+
+    widget._ids.value = "1, 2"  # touching: no question
+    widget.merge()
+    assert len(asked) == 2
+    assert not np.any(labels.data[2] == 2)
+
+
 def test_picking_labels_fills_the_selection_with_the_last_two(setup):
     _, _, labels, widget = setup
     for value in (3, 1, 1, 2):
@@ -109,13 +134,13 @@ def test_delete_split_relabel_and_carry_are_undoable(setup):
         widget.relabel()
     widget._collision.value = "swap"
     widget.relabel()
-    assert labels.data[2, 10, 25] == 1
+    assert labels.data[2, 10, 20] == 1
     assert labels.data[2, 10, 10] == 2
     widget._ids.value = "2"  # frame 2's label 2 (the old 1) -> carry into frames 3
     widget._ahead.value = 3
     widget.carry()
     assert labels.data[3, 10, 10] == 2
-    assert labels.data[3, 10, 25] == 1
+    assert labels.data[3, 10, 20] == 1
     for _ in range(3):
         labels.undo()
     np.testing.assert_array_equal(labels.data, original)

@@ -110,7 +110,10 @@ def test_segment_track_correct_finetune_export(make_napari_viewer, qtbot, sample
     before_merge = np.array(tracked.data)
     a, b = sorted(_objects(tracked.data[T]))[:2]
     correct._ids.value = f"{a}, {b}"
+    asked = []
+    correct.confirm = lambda question: asked.append(question) or True  # the user says yes
     correct.merge()
+    assert len(asked) <= 1  # asked only if the two nuclei do not touch
     merged = tracked.data[T]
     assert b not in _objects(merged)
     np.testing.assert_array_equal(merged == a, (before_merge[T] == a) | (before_merge[T] == b))

@@ -274,8 +274,31 @@ class CorrectWidget(Container):
             )
         return cached
 
+    def confirm(self, question: str) -> bool:
+        """Ask the user a yes/no question (a dialog); tests replace this method."""
+        from qtpy.QtWidgets import QMessageBox
+
+        answer = QMessageBox.question(self.native, "napari-cosine-embed", question)
+        return answer == QMessageBox.StandardButton.Yes
+
     def _apply(self, layer: Any, frames: dict[int, np.ndarray], what: str) -> int:
-        """Write new frame contents as one undoable step; returns the pixels changed."""
+        """Write new frame contents as one undoable step; returns the pixels changed.
+
+        An edit that would leave a label in pieces that do not touch is applied only if the
+        user says so (:meth:`confirm`).
+        """
+        broken: dict[int, int] = {}
+        for t, new in frames.items():
+            broken.update(editing.broken_apart(self._frame(layer, t), new))
+        if broken:
+            pieces = ", ".join(f"{i} in {n} pieces" for i, n in sorted(broken.items()))
+            frame = "" if layer.ndim == 2 else f" (frame {min(frames)})"
+            question = (
+                f"{what}: this would leave label {pieces} that do not touch{frame}. Apply anyway?"
+            )
+            if not self.confirm(question):
+                self._say(f"{what}: not applied (the label would be in pieces)")
+                return 0
         changes = [
             editing.Change.between(self._frame(layer, t), new, t=None if layer.ndim == 2 else t)
             for t, new in frames.items()

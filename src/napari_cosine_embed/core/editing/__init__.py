@@ -24,12 +24,15 @@ array([[1, 1, 0, 1, 1]], dtype=uint16)
 
 from ._frames import Change, next_free_label
 from .labels import add_label, carry_track, delete_labels, fill_label_holes, merge_labels, relabel
+from .pieces import broken_apart, count_pieces
 from .shapes import cut_labels, seed_region, split_label
 
 __all__ = [
     "Change",
     "add_label",
+    "broken_apart",
     "carry_track",
+    "count_pieces",
     "cut_labels",
     "delete_labels",
     "fill_label_holes",
