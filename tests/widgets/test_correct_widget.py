@@ -115,6 +115,24 @@ def test_merging_labels_that_do_not_touch_asks_first(setup):
     assert not np.any(labels.data[2] == 2)
 
 
+def test_undo_and_redo_say_what_they_did(setup):
+    _, _, labels, widget = setup
+    widget._ids.value = "1, 2"
+    widget.merge()
+    widget._ids.value = "3"
+    widget.delete()
+    assert widget._status.value.startswith("deleted [3]")
+    labels.undo()  # what Ctrl-Z does
+    assert widget._status.value == "undid: deleted [3] (Ctrl-Shift-Z redoes)"
+    labels.undo()
+    assert widget._status.value == "undid: merged [1, 2] into 1 (Ctrl-Shift-Z redoes)"
+    labels.redo()
+    assert widget._status.value == "redid: merged [1, 2] into 1"
+    labels.paint((2, 30, 40), 7)  # napari's brush, not this widget
+    labels.undo()
+    assert widget._status.value == "undid: an edit made outside this widget (Ctrl-Shift-Z redoes)"
+
+
 def test_picking_labels_fills_the_selection_with_the_last_two(setup):
     _, _, labels, widget = setup
     for value in (3, 1, 1, 2):
