@@ -146,3 +146,60 @@ def test_export_never_lands_on_the_autosaved_corrections(qtbot, tmp_path, setup)
         messages = [str(n.message) for n in notification_manager.records[before:]]
         assert any("autosaved corrections" in m for m in messages), messages
     assert (project / "frame000.tif").read_text() == "a correction"
+
+
+def test_defaults_follow_the_newest_tracked_result_beside_the_movie(make_napari_viewer, tmp_path):
+    movie = tmp_path / "data" / "movie.tif"
+    movie.parent.mkdir()
+    tifffile.imwrite(movie, np.zeros((N_FRAMES, 16, 16), np.uint8))
+    (tmp_path / "data" / "movie_RES").mkdir()  # an earlier export: never suggested again
+    viewer = make_napari_viewer()
+    viewer.open(str(movie), plugin="napari")
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Export")
+    instances = viewer.add_labels(np.zeros((N_FRAMES, 16, 16), np.uint16), name="instances")
+    assert widget._labels_choice.value is instances
+    assert widget._tracks.value is None
+
+    tracked = viewer.add_labels(np.zeros((N_FRAMES, 16, 16), np.uint16), name="tracked")
+    tracks = viewer.add_tracks(np.array([[1, 0, 4, 4], [1, 1, 5, 5]], float), name="tracks")
+    viewer.add_labels(np.zeros((N_FRAMES, 16, 16), np.uint16), name="later scratch")
+    assert widget._labels_choice.value is tracked  # the Track widget's output wins
+    assert widget._tracks.value is tracks
+    assert widget._path.value == tmp_path / "data" / "movie_RES-2"
+    widget._format.value = GROUND_TRUTH
+    assert widget._path.value == tmp_path / "data" / "movie_GT"
+
+    # a choice of the user's stays (as Qt reports a user's pick and typing)
+    widget._labels_choice.value = instances
+    widget._labels_choice.native.activated.emit(widget._labels_choice.native.currentIndex())
+    assert widget._tracks.value is None  # the tracks follow: they are not those of 'instances'
+    widget._path.value = tmp_path / "mine"
+    widget._path.line_edit.native.textEdited.emit(str(tmp_path / "mine"))
+    viewer.add_labels(np.zeros((N_FRAMES, 16, 16), np.uint16), name="tracked [1]")
+    assert widget._labels_choice.value is instances
+    assert widget._path.value == tmp_path / "mine"
+
+
+def test_a_refused_export_does_not_keep_saying_it_wrote(qtbot, tmp_path, setup):
+    _, layer, _, widget = setup
+    widget._format.value = TIFF
+    widget._labels_choice.value = layer
+    widget._path.value = tmp_path / "out.tif"
+    _export(qtbot, widget)
+    assert widget.control._status.value.startswith("wrote ")
+    widget.control.button.native.click()  # the same path again, overwrite not ticked
+    assert widget.control.worker is None
+    status = widget.control._status.value
+    assert status.startswith("not started: ")
+    assert "already exists" in status
+
+
+def test_suggested_output_names_and_never_an_existing_path(tmp_path):
+    from napari_cosine_embed._widgets.export import suggested_output
+
+    movie = tmp_path / "t01.ome.tif"
+    assert suggested_output(RESULT, "tracked", movie, tmp_path) == tmp_path / "t01_RES"
+    assert suggested_output(GROUND_TRUTH, "tracked", None, tmp_path) == tmp_path / "tracked_GT"
+    (tmp_path / "tracked.tif").touch()
+    (tmp_path / "tracked-2.tif").touch()
+    assert suggested_output(TIFF, "tracked", movie, tmp_path) == tmp_path / "tracked-3.tif"

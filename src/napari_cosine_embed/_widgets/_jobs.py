@@ -105,6 +105,8 @@ class JobControl(Container):
             try:
                 self._on_click()
             except Exception as exc:  # any bad input becomes a notification
+                # ...and the status line no longer tells of an earlier success
+                self.set_status(f"not started: {_message(exc)}")
                 notify_error(_message(exc))
 
     def _refresh(self) -> None:

@@ -11,6 +11,7 @@ written in a worker, so a long movie does not freeze napari.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,12 +21,14 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit
 from ..core.errors import InputError, OutputExistsError
 from ._jobs import JobControl
 from ._session import session_for
-from .embed import layer_choices
+from .embed import layer_choices, watch_layers
+from .track import LABELS_NAME as TRACKED_LABELS
+from .track import TRACKS_NAME as TRACKS_LAYER
 
 if TYPE_CHECKING:
     import napari
 
-__all__ = ["ExportWidget"]
+__all__ = ["ExportWidget", "suggested_output"]
 
 RESULT = "CTC result folder"
 GROUND_TRUTH = "CTC ground truth (curated frames)"
@@ -49,6 +52,22 @@ def _ctc_tracks(labels: np.ndarray, parents: dict[int, int]) -> tuple[np.ndarray
     from ..core.io.lineage import split_track_gaps
 
     return split_track_gaps(labels, parents=parents or None)
+
+
+def suggested_output(fmt: str, labels_name: str, image_path: Path | None, folder: Path) -> Path:
+    """Where to export by default: beside the movie, named after it, never an existing path.
+
+    A CTC result goes to ``<movie>_RES``, ground truth to ``<movie>_GT`` (the CTC layout), a
+    TIFF to ``<labels>.tif``; ``<movie>`` is the image file's stem, or the labels layer's name
+    when the image came from no file. ``folder`` is the image file's folder when there is one.
+    """
+    stem = image_path.stem.split(".")[0] if image_path is not None else labels_name
+    name = {RESULT: f"{stem}_RES", GROUND_TRUTH: f"{stem}_GT"}.get(fmt, f"{labels_name}.tif")
+    path, n = folder / name, 2
+    while path.exists():
+        base, suffix = (name[:-4], ".tif") if name.endswith(".tif") else (name, "")
+        path, n = folder / f"{base}-{n}{suffix}", n + 1
+    return path
 
 
 def _write(write: Callable[[], Path]) -> Generator[tuple[int, int, None], None, Path]:
@@ -90,8 +109,19 @@ class ExportWidget(Container):
             ]
         )
         self._control.on_click(self._run)
+        # Until the user sets them, the choices follow the newest results: the tracked labels
+        # and their tracks, and an output path beside the movie.
+        # Only what the user does counts (Qt's activated, textEdited, a click on the file
+        # button), not a choice napari resets when layers come and go.
+        self._auto = {"labels": True, "tracks": True, "path": True}
+        self._labels_choice.native.activated.connect(partial(self._user_set, "labels"))
+        self._tracks.native.activated.connect(partial(self._user_set, "tracks"))
+        self._path.line_edit.native.textEdited.connect(partial(self._user_set, "path"))
+        self._path.choose_btn.changed.connect(partial(self._user_set, "path"))
         self._format.changed.connect(self._format_changed)
         self._format_changed()
+        watch_layers(viewer, self._follow_results)
+        self._follow_results()
 
     @property
     def control(self) -> JobControl:
@@ -102,6 +132,35 @@ class ExportWidget(Container):
         self._path.mode = "w" if tiff else "d"
         self._path.filter = "*.tif *.tiff" if tiff else None
         self._tracks.visible = not tiff
+        self._follow_results()
+
+    def _user_set(self, key: str, *_: Any) -> None:
+        self._auto[key] = False
+        if key == "labels":
+            self._follow_results()  # the tracks and the path follow the chosen labels
+
+    @staticmethod
+    def _set(widget: Any, value: Any) -> None:
+        widget.value = value
+
+    def _follow_results(self) -> None:
+        """Choose the newest results and a path beside the movie, where the user has not."""
+        self._labels_choice.reset_choices()
+        self._tracks.reset_choices()
+        labels_layers = list(self._labels_choice.choices)
+        if self._auto["labels"] and labels_layers:
+            tracked = [x for x in labels_layers if x.name == TRACKED_LABELS]
+            self._set(self._labels_choice, (tracked or labels_layers)[-1])
+        labels = self._labels_choice.value
+        if self._auto["tracks"]:  # the Track widget's tracks go with its labels, only
+            made = [x for x in self._tracks.choices if x is not None and x.name == TRACKS_LAYER]
+            paired = made and labels is not None and labels.name == TRACKED_LABELS
+            self._set(self._tracks, made[-1] if paired else None)
+        if self._auto["path"] and labels is not None:
+            image = next((x for x in self._viewer.layers if getattr(x.source, "path", None)), None)
+            source = Path(image.source.path) if image is not None else None
+            folder = source.parent if source is not None else Path.cwd()
+            self._set(self._path, suggested_output(self._format.value, labels.name, source, folder))
 
     def _output(self) -> Path:
         path = self._path.value
