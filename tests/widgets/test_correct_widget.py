@@ -319,3 +319,26 @@ def test_switching_layers_right_after_an_edit_saves_it_into_the_first_project(se
     assert saved.saved_frames() == [2]
     np.testing.assert_array_equal(saved.load_frame(2), merged)
     assert session_for(viewer).project_dir is None  # "other" gets a project of its own
+
+
+def test_the_first_edit_makes_the_project_beside_the_images_file(make_napari_viewer, tmp_path):
+    import tifffile
+
+    movie = tmp_path / "plate 3" / "movie.tif"
+    movie.parent.mkdir()
+    tifffile.imwrite(movie, np.zeros(SHAPE, np.uint8))
+    viewer = make_napari_viewer()
+    viewer.open(str(movie), plugin="napari")
+    labels = viewer.add_labels(_labels(), name="cells")
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Correct")
+    widget._labels_box.value = labels
+    viewer.dims.set_current_step(0, 2)
+    widget._ids.value = "3"
+    widget.delete()
+    project = widget.flush_autosave()
+    assert project.path.parent == movie.parent / PROJECTS_FOLDER
+    assert project.path.name.startswith("cells-")
+    shown = widget._project_label.value
+    assert shown.startswith("project: …/")
+    assert len(shown) <= len("project: ") + 40
+    assert str(project.path) in widget._project_label.tooltip

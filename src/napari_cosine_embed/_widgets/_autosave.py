@@ -4,7 +4,9 @@ Every change of the watched labels layer (an edit of the widget, napari's brush,
 saved frame) marks its frame; a short single-shot timer then writes the changed frames, and the
 curated list, into the project folder (:class:`~..core.project.Project`), atomically, on the main
 thread (one compressed TIFF per frame). Without a chosen folder, the first edit creates
-``~/napari-cosine-embed-projects/<labels name>-<date>``. Each labels layer keeps its own folder.
+``<labels name>-<date>`` in a ``napari-cosine-embed-projects`` folder beside the image's file
+(or in the home folder when the image came from no file, or its folder is not writable). Each
+labels layer keeps its own folder; the dock shows the folder's tail, the tooltip all of it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 
 from ..core.errors import InputError, OutputExistsError
 from ..core.project import Project, is_project
+from ._paths import data_folder, elide
 from ._session import Session
 
 __all__ = ["AUTOSAVE_MS", "PROJECTS_FOLDER", "Autosave", "default_project_dir", "frame_of"]
@@ -114,9 +117,15 @@ class Autosave:
     def show(self) -> None:
         """Show the project folder in the label."""
         path = self._session.project_dir
-        self._label.value = (
-            f"project: {path}" if path else "project: none yet (made on the first edit)"
-        )
+        if path:
+            self._label.value = f"project: {elide(path)}"
+            self._label.tooltip = f"corrections are autosaved to {path}"
+        else:
+            self._label.value = "project: none yet (made on the first edit)"
+            self._label.tooltip = (
+                f"made beside the image's file (in {PROJECTS_FOLDER}), or in your home folder "
+                "for an image opened from no file; 'Project folder...' chooses another"
+            )
 
     def watch(self, layer: Any) -> None:
         """Flush the watched layer, then follow ``layer`` (or none), in its own project folder."""
@@ -195,7 +204,13 @@ class Autosave:
             from ..core.embedding_store import image_fingerprint
 
             names.update(image_name=image.name, image_fingerprint=image_fingerprint(image.data))
-        path = default_project_dir(layer.name) if path is None else path
+        if path is None:  # beside the image's file when it has one, else in the home folder
+            folder = data_folder(image) or data_folder(layer)
+            path = (
+                default_project_dir(layer.name)
+                if folder is None
+                else default_project_dir(layer.name, root=folder / PROJECTS_FOLDER)
+            )
         self.project = Project.open_or_create(path, shape=shape, **names)
         self._session.project_dir = self.project.path
         self.show()

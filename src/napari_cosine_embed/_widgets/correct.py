@@ -16,7 +16,8 @@ similar to the clicked one in the frame's cached embedding; the slider updates i
 Enter (or Add) makes it a new object.
 
 **Autosave** (:mod:`._autosave`) writes every change of the labels layer into its project
-folder, made in ``~/napari-cosine-embed-projects`` on the first edit unless one was chosen.
+folder, made on the first edit beside the image's file (else in the home folder) unless one was
+chosen.
 """
 
 from __future__ import annotations

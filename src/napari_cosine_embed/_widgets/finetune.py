@@ -26,6 +26,7 @@ from qtpy.QtWidgets import QSizePolicy, QWidget
 
 from ..core.errors import InputError, OutputExistsError
 from ._jobs import JobControl, notify_error
+from ._paths import elide
 from ._session import session_for
 from .embed import layer_choices
 
@@ -419,6 +420,7 @@ class FinetuneWidget(Container):
         else:
             text = f"saved {path.name} ({steps} steps)"
         # one fact per line: a long line widens the dock and squeezes the canvas
+        text += f"\nin {elide(path.parent)}"
         scores = record.get("scores") or {}
         if "score" in scores and math.isfinite(scores["score"]):
             text += f"\nvalidation score {scores['score']:.3f}"
@@ -434,7 +436,7 @@ class FinetuneWidget(Container):
         elif not self._held:
             text += "\n(hold out a curated frame to see the score before and after)"
         self._result.value = text
-        self._result.tooltip = str(path)
+        self._result.tooltip = f"the new model: {path}"
         self._use.visible = True
 
     def _use_model(self, *_: Any) -> None:
