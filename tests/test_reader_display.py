@@ -15,7 +15,7 @@ def test_a_dim_8_bit_movie_gets_a_display_range_from_its_pixels(tmp_path):
     movie[:, 20:30, 20:30] = 45
     movie[2, 0, 0] = 255  # one hot pixel does not set the range
     tifffile.imwrite(tmp_path / "dim.tif", movie)
-    data, kwargs, kind = read_layers(tmp_path / "dim.tif")[0]
+    _, kwargs, kind = read_layers(tmp_path / "dim.tif")[0]
     assert kind == "image"
     lo, hi = kwargs["contrast_limits"]
     assert lo == 0
