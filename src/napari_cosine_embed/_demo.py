@@ -1,4 +1,4 @@
-"""``make demo``: napari with the synthetic sample loaded and the plugin's six widgets docked."""
+"""``make demo``: napari with the synthetic sample loaded and the plugin's workflow panel docked."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from typing import Any
 import napari
 
 PLUGIN = "napari-cosine-embed"
-#: The dock widgets in the order of the workflow, by their display names in ``napari.yaml``.
+#: The workflow panel's name in ``napari.yaml`` (the "Cosine Embed" entry of the Plugins menu).
+PANEL = "Cosine Embed"
+#: Its steps in the order of the workflow (the single widgets' display names).
 WIDGETS = ("Embed", "Group", "Track", "Correct", "Fine-tune", "Export")
 #: A window that fits a 1600 x 1000 screen with room for a desktop's panels (a smaller screen
 #: gets its available area).
@@ -15,33 +17,20 @@ WINDOW_SIZE = (1500, 920)
 
 
 def dock_widgets(viewer: napari.Viewer) -> dict[str, Any]:
-    """Dock the plugin's widgets as tabs of one dock on the right; returns them by name.
+    """Dock the workflow panel on the right; returns its step widgets by name.
 
-    Each widget comes through the installed manifest, as the Plugins menu would dock it, so the
-    demo also checks that the manifest's entries load. Widgets already docked are returned, not
-    docked twice. Tabs keep every widget at full height on a 1000-pixel-high screen, where six
-    stacked docks would each be squeezed to a sliver.
+    The panel comes through the installed manifest, as the Plugins menu docks it, so the demo
+    also checks that the manifest's entry loads. An already docked panel is reused.
     """
-    from qtpy.QtCore import Qt
-    from qtpy.QtWidgets import QTabWidget
-
-    window = viewer.window._qt_window
-    # tabs above the docks, where they are seen, rather than under them
-    window.setTabPosition(Qt.DockWidgetArea.RightDockWidgetArea, QTabWidget.TabPosition.North)
-    docks, widgets = {}, {}
-    for name in WIDGETS:
-        docks[name], widgets[name] = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=True)
-        # a tab shows the window title; "Embed (napari-cosine-embed)" x 6 would be elided
-        docks[name].setWindowTitle(name)
-    docks[WIDGETS[0]].raise_()  # the tab to start with
-    return widgets
+    _, panel = viewer.window.add_plugin_dock_widget(PLUGIN, PANEL)
+    return dict(panel.steps)
 
 
 def show_tab(viewer: napari.Viewer, name: str) -> Any:
-    """Bring the dock widget ``name`` (one of :data:`WIDGETS`) to the front; returns it."""
-    dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
-    dock.raise_()
-    return widget
+    """Bring the step ``name`` (one of :data:`WIDGETS`) of the panel to the front; returns it."""
+    _, panel = viewer.window.add_plugin_dock_widget(PLUGIN, PANEL)
+    panel.tabs.setCurrentIndex(WIDGETS.index(name))
+    return panel.steps[name]
 
 
 def make_demo_viewer(*, show: bool = True, widgets: bool = True) -> napari.Viewer:
@@ -52,7 +41,7 @@ def make_demo_viewer(*, show: bool = True, widgets: bool = True) -> napari.Viewe
     show : bool
         Show the window (False for tests).
     widgets : bool
-        Dock the Embed, Group, Track, Correct, Fine-tune and Export widgets.
+        Dock the workflow panel (Embed, Group, Track, Correct, Fine-tune and Export).
 
     Returns
     -------
@@ -65,7 +54,7 @@ def make_demo_viewer(*, show: bool = True, widgets: bool = True) -> napari.Viewe
 
 
 def set_up_demo(viewer: napari.Viewer, *, widgets: bool = True) -> None:
-    """Size the window, open the synthetic sample and (by default) dock the six widgets.
+    """Size the window, open the synthetic sample and (by default) dock the workflow panel.
 
     The viewer shows the middle of the movie, where cells have moved and some have divided.
     The ground-truth layers of the sample are hidden, so that what the widgets make is what one

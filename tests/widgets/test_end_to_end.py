@@ -149,20 +149,19 @@ def test_segment_track_correct_finetune_export(make_napari_viewer, qtbot, sample
     np.testing.assert_array_equal(lineage, expected)
 
 
-def test_demo_docks_the_six_widgets_as_tabs_that_fit_the_screen(make_napari_viewer, qtbot):
+def test_demo_docks_the_workflow_panel_that_fits_the_screen(make_napari_viewer, qtbot):
     # set_up_demo is what `make demo` runs on its own viewer; the fixture's viewer keeps napari's
     # plugin registry isolated between tests
     viewer = make_napari_viewer(show=True)
     set_up_demo(viewer)
     window = viewer.window._qt_window
-    docks = [viewer.window.add_plugin_dock_widget("napari-cosine-embed", n)[0] for n in WIDGETS]
-    assert [dock.windowTitle() for dock in docks] == list(WIDGETS)
-    # one tab bar holds them all (Qt knows it once the window has been laid out)
-    qtbot.waitUntil(lambda: len(window.tabifiedDockWidgets(docks[0])) == len(WIDGETS) - 1)
+    dock, panel = viewer.window.add_plugin_dock_widget("napari-cosine-embed", "Cosine Embed")
+    assert list(panel.steps) == list(WIDGETS)
     assert window.width() <= 1600
     assert window.height() <= 1000
-    for dock in docks:  # each widget fits the height a 1000-pixel screen leaves
-        assert dock.widget().minimumSizeHint().height() < 800, dock.windowTitle()
+    assert panel.minimumSizeHint().height() < 700  # each step scrolls inside its tab
+    qtbot.wait(300)  # laid out
+    assert dock.width() < window.width() // 2, (dock.width(), window.width())
     assert viewer.layers["synthetic nuclei"].visible
     assert not viewer.layers["synthetic nuclei GT"].visible
     assert viewer.dims.current_step[0] == 20

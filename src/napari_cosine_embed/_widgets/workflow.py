@@ -38,7 +38,7 @@ STEPS = (
 
 #: The panel's preferred size: narrow beside the canvas, short enough for a 768 px screen
 #: (menus, title bar and the layer list take the rest).
-PANEL_WIDTH, PANEL_HEIGHT = 400, 600
+PANEL_WIDTH, PANEL_HEIGHT = 440, 600
 #: The tab title colour of a step whose result is there.
 DONE_COLOUR = "#5fbf6f"
 
