@@ -7,6 +7,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stamp-install
 TORCH_VERSION := 2.13.0
 XVFB_SCREEN := -screen 0 1600x1000x24
+# the screenshots are taken at 1366x768 and at 1920x1080
+SHOTS_SCREEN := -screen 0 1920x1200x24
 
 .PHONY: demo test lint format screenshots benchmarks clean-venv help
 
@@ -70,11 +72,12 @@ demo: $(STAMP)
 	fi
 	$(PY) -m napari_cosine_embed._demo
 
-# Drives the widgets through the workflow (about a minute) and writes docs/images/*.png. Under
+# Drives the workflow panel through every step at two window sizes (a few minutes) and writes
+# docs/images/*.png (1366x768) and docs/images/1920x1080/*.png. Under
 # Xvfb where there is one, so the images do not depend on the desktop (its scaling, its theme).
 screenshots: $(STAMP) xvfb
 	@if command -v xvfb-run >/dev/null 2>&1; then \
-	  xvfb-run -a -s "$(XVFB_SCREEN)" $(PY) docs/screenshots.py docs/images; \
+	  xvfb-run -a -s "$(SHOTS_SCREEN)" $(PY) docs/screenshots.py docs/images; \
 	elif [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
 	  $(PY) docs/screenshots.py docs/images; \
 	else \

@@ -1,11 +1,12 @@
 """Regenerate the screenshots in docs/images (run under Xvfb: ``make screenshots``).
 
-Drives the six dock widgets of the demo window through the whole workflow on the synthetic
-sample, as a user would (embed with the PCA view, preview and apply the grouping, track,
-correct with click-to-add, fine-tune, export), and grabs the window at each step:
+Drives the workflow panel through the whole workflow on the synthetic sample, as a user would
+(embed with the PCA view, preview and apply the grouping, track, correct with click-to-add,
+fine-tune, export), and grabs the window at each step, twice: in a 1366x768 window (a laptop;
+``docs/images/*.png``) and in a 1920x1080 one (``docs/images/1920x1080/*.png``):
 
 - ``embed.png``, ``group.png``, ``track.png``, ``correct.png``, ``finetune.png``,
-  ``export.png``: one per widget, that widget's tab in front;
+  ``export.png``: one per step, that step's tab in front;
 - ``demo.png``: the window at the end, the tracked result over the movie.
 
 The sample's ground truth stands in for frames a user corrected completely when fine-tuning.
@@ -89,11 +90,24 @@ def grab(viewer, path: Path) -> None:
     print(f"wrote {path}")
 
 
+#: Window sizes and the folder (under the output folder) their screenshots go to.
+SIZES = (((1366, 768), "."), ((1920, 1080), "1920x1080"))
+
+
 def main(out_dir: str) -> None:
-    out = Path(out_dir)
+    for size, sub in SIZES:
+        shoot(Path(out_dir) / sub, size)
+
+
+def shoot(out: Path, size: tuple[int, int]) -> None:
+    """The whole workflow in a window of ``size``, a screenshot per step into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     viewer = make_demo_viewer(show=True)
+    window = viewer.window._qt_window
+    window.resize(*size)
     settle(1.0)
+    if (window.width(), window.height()) != size:
+        raise RuntimeError(f"the screen is too small for a {size} window (Xvfb -screen?)")
     viewer.reset_view()  # fit the movie to the canvas left beside the docks
     viewer.dims.set_current_step(0, FRAME)
     image = viewer.layers["synthetic nuclei"]

@@ -149,6 +149,9 @@ class WorkflowPanel(QWidget):
             column.setContentsMargins(0, 0, 0, 0)
             column.addWidget(widget.native)
             column.addStretch(1)
+            for label in widget.native.findChildren(QLabel):
+                # status lines wrap instead of widening the page past the panel
+                label.setWordWrap(True)
             scroll = QScrollArea()
             scroll.setWidgetResizable(True)
             scroll.setWidget(page)
@@ -196,10 +199,11 @@ class WorkflowPanel(QWidget):
         for index, (name, _, _, _) in enumerate(STEPS):
             text, done = step_hint(name, viewer, self._session)
             # done steps in green (a check mark would widen the bar past the panel)
-            bar.setTabTextColor(index, QColor(DONE_COLOUR) if done else QColor())
+            current = index == self.tabs.currentIndex()  # its own colours: readable
+            bar.setTabTextColor(index, QColor(DONE_COLOUR) if done and not current else QColor())
             self.tabs.setTabToolTip(
                 index, f"step {index + 1}: {name}" + (" (done)" if done else "")
             )
             self.done[name] = done
-            if index == self.tabs.currentIndex():
+            if current:
                 self.hint.setText(text)
