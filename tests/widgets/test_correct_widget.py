@@ -342,3 +342,54 @@ def test_the_first_edit_makes_the_project_beside_the_images_file(make_napari_vie
     assert shown.startswith("project: …/")
     assert len(shown) <= len("project: ") + 40
     assert str(project.path) in widget._project_label.tooltip
+
+
+def test_keyboard_shortcuts_run_the_corrections_and_are_named_in_tooltips(setup, qtbot):
+    from napari_cosine_embed._widgets._shortcuts import SHORTCUTS
+
+    viewer, _, labels, widget = setup
+
+    def press(key: str) -> None:
+        viewer.keymap[coerce_keybinding(key)](viewer)
+
+    assert widget._buttons["Merge"].tooltip.endswith("(Shift-M)")
+    assert widget._mark.tooltip.endswith("(Shift-C)")
+    assert widget._add_mode.tooltip.endswith("(Shift-A)")
+    widget._ids.value = "1, 2"
+    press("Shift-M")
+    assert not np.any(labels.data[2] == 2)
+    assert widget._status.value.startswith("merged [1, 2] into 1")
+    widget._ids.value = "3"
+    press("Shift-D")
+    assert not np.any(labels.data[2] == 3)
+    press("Shift-A")
+    assert widget._add_mode.value
+    press("Shift-A")
+    assert not widget._add_mode.value
+
+    # curated frames are skipped by Alt-Right and Alt-Left
+    press("Shift-C")
+    session = session_for(viewer)
+    assert session.curated_frames("cells") == [2]
+    session.set_curated("cells", 3)
+    viewer.dims.set_current_step(0, 1)
+    press("Alt-Right")
+    assert viewer.dims.current_step[0] == 1  # 2 and 3 are curated: no later frame left
+    assert "is curated" in widget._status.value
+    press("Alt-Left")
+    assert viewer.dims.current_step[0] == 0
+    viewer.dims.set_current_step(0, 3)
+    press("Alt-Left")
+    assert viewer.dims.current_step[0] == 1
+
+    # a bad selection is a notification, not an exception out of napari's key handler
+    widget._ids.value = ""
+    press("Shift-S")
+    assert labels.data[1].max() == 2
+
+    # closing the widget unbinds every key
+    widget.native.close()
+    widget.native.deleteLater()
+    qtbot.wait(50)
+    for key in SHORTCUTS:
+        assert coerce_keybinding(key) not in viewer.keymap, key

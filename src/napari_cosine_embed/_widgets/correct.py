@@ -44,6 +44,7 @@ from ..core.errors import InputError
 from ._autosave import Autosave, default_project_dir, frame_of
 from ._jobs import _message, notify_error
 from ._session import session_for
+from ._shortcuts import install_shortcuts, next_unreviewed
 from .embed import SCRATCH_LAYERS, layer_choices, watch_layers
 
 if TYPE_CHECKING:
@@ -168,6 +169,8 @@ class CorrectWidget(Container):
         session.curated_changed.connect(self._curated_changed)
         viewer.dims.events.current_step.connect(self._step_changed)
         watch_layers(viewer, self._layers_changed)
+        controls = {**b, "Click-to-add mode": self._add_mode, "Mark frame curated": self._mark}
+        install_shortcuts(self, viewer, controls, self._guarded)
 
         self._watched: Any = None
         # what each of this widget's edits did, by the length of the layer's undo history after it
@@ -546,6 +549,27 @@ class CorrectWidget(Container):
         if curated:
             self._autosave.dirty.add(t)
         self._session.set_curated(layer.name, t, curated)
+
+    def toggle_add_mode(self) -> None:
+        """Click-to-add mode on or off (Shift-A)."""
+        self._add_mode.value = not self._add_mode.value
+
+    def next_unreviewed(self, step: int = 1) -> int | None:
+        """Go to the nearest later (``step`` 1) or earlier (-1) frame not curated yet."""
+        layer, t = self._target()
+        if layer.ndim == 2:
+            return None
+        curated = self._session.curated_frames(layer.name)
+        found = next_unreviewed(t, layer.data.shape[0], curated, step)
+        if found is None:
+            self._say(f"every frame {'after' if step > 0 else 'before'} {t} is curated")
+            return None
+        self._viewer.dims.set_current_step(0, found)
+        return found
+
+    def previous_unreviewed(self) -> int | None:
+        """Go to the nearest earlier frame not curated yet (Alt-Left)."""
+        return self.next_unreviewed(-1)
 
     def _curated_changed(self, name: str) -> None:
         if self._watched is not None and name == self._watched.name:
