@@ -120,6 +120,7 @@ def test_meanshift_preview(setup, qtbot, movie):
     viewer, widget, _, _ = setup
     _wait_preview(qtbot, widget, "image")
     hdbscan_weight = widget.params().coord_weight
+    widget._advanced.value = True  # the method's settings are advanced ones
     widget.set_params(method="meanshift")
     assert widget.params().coord_weight == 0.0  # mean shift's own default, as in `segment`
     assert widget._min_samples.native.isHidden()  # the viewer is not shown: ask Qt directly
@@ -344,3 +345,52 @@ def test_diameter_is_estimated_once_when_embeddings_arrive(
     session.embeddings_changed.emit(layer.name, 2)
     qtbot.wait(300)
     assert widget._diameter.value == 0
+
+
+def test_plain_controls_lead_and_the_clustering_is_under_advanced(setup):
+    _, widget, _, _ = setup
+    shown = [w.label for w in widget if not w.native.isHidden() and getattr(w, "label", "")]
+    assert shown[:4] == [
+        "image",
+        "object diameter (px)",
+        "object certainty",
+        "split touching objects",
+    ]
+    # the viewer is not shown: ask Qt whether each control is hidden
+    for hidden in ("_method", "_min_samples", "_min_cluster_size", "_coord_weight", "_epsilon"):
+        assert getattr(widget, hidden).native.isHidden(), hidden
+    widget._advanced.value = True
+    assert not widget._min_cluster_size.native.isHidden()
+    assert not widget._method.native.isHidden()
+    assert widget._bandwidth.native.isHidden()  # a mean-shift setting, HDBSCAN is chosen
+    widget._advanced.value = False
+    assert widget._min_cluster_size.native.isHidden()
+
+
+def test_each_plain_control_does_what_its_tooltip_says(setup, qtbot):
+    """'smallest object': no object under it; 'object certainty': higher keeps fewer pixels;
+    'split touching objects': lower splits at least as many objects."""
+    viewer, widget, _, _ = setup
+    _wait_preview(qtbot, widget, "image")
+    preview = viewer.layers[group.PREVIEW_LAYER]
+    assert "removed" in widget._min_size.tooltip
+    widget.set_params(min_size=400)
+    _wait_preview(qtbot, widget, "min_size")
+    sizes = np.bincount(preview.data[0].ravel())[1:]
+    assert sizes[sizes > 0].min() >= 400
+
+    widget.set_params(min_size=0, threshold=0.1)
+    _wait_preview(qtbot, widget, "threshold")
+    low = np.count_nonzero(preview.data[0])
+    widget.set_params(threshold=0.8)
+    _wait_preview(qtbot, widget, "threshold", count=2)
+    assert np.count_nonzero(preview.data[0]) < low
+    assert "Higher: tighter outlines" in widget._threshold.tooltip
+
+    widget.set_params(threshold=0.5, split_depth=0.9)
+    _wait_preview(qtbot, widget, "split_depth")
+    few = int(preview.data[0].max())
+    widget.set_params(split_depth=0.05)
+    _wait_preview(qtbot, widget, "split_depth", count=2)
+    assert int(preview.data[0].max()) >= few
+    assert "Lower splits more readily" in widget._split_depth.tooltip

@@ -118,9 +118,20 @@ class GroupWidget(Container):
         # the estimate's own line: the preview's status line is rewritten on every build
         self._size_note = Label(value="")
         self._method = ComboBox(label="method", choices=["hdbscan", "meanshift"], value=d.method)
+        self._method.tooltip = "How pixels are grouped: HDBSCAN (default) or mean shift."
         self._min_samples = SpinBox(label="min samples", min=1, max=200, value=d.min_samples)
+        self._min_samples.tooltip = (
+            "HDBSCAN's smoothing: higher makes grouping more conservative (fewer, surer "
+            "objects) and each change rebuilds the tree (slower than the other settings)."
+        )
         self._min_cluster_size = Slider(
             label="min cluster size", min=2, max=5000, value=d.min_cluster_size
+        )
+        self._min_cluster_size.tooltip = (
+            "The fewest pixels HDBSCAN keeps as a group of their own: raise it when objects "
+            "come out split in parts. It is not the smallest object: background pixels given "
+            "to the nearest group and neck cuts can leave smaller pieces; 'smallest object' "
+            "removes those. Set by the diameter."
         )
         self._coord_weight = FloatSlider(
             label="coordinate weight", min=0.0, max=5.0, step=0.1, value=d.coord_weight
@@ -131,25 +142,37 @@ class GroupWidget(Container):
             label="bandwidth", min=0.01, max=1.0, step=0.01, value=d.bandwidth
         )
         self._threshold = FloatSlider(
-            label="foreground threshold",
+            label="object certainty",
             min=0.0,
             max=1.0,
             step=0.01,
             value=self._session.foreground_threshold(),
         )
         self._threshold.tooltip = (
-            "Pixels whose foreground probability is at least this are grouped. A fine-tuned "
-            "model brings its own calibrated threshold, set here when it is put to use."
+            "How sure the model must be that a pixel is object (its foreground probability, "
+            "0-1) for the pixel to be grouped. Higher: tighter outlines, faint objects "
+            "dropped; lower: fuller outlines, faint objects kept, more background taken in. "
+            "A fine-tuned model brings its own calibrated value, set here when it is used."
         )
-        self._min_size = SpinBox(label="min object size", min=0, max=100_000, value=d.min_size)
+        self._min_size = SpinBox(label="smallest object (px)", min=0, max=100_000, value=d.min_size)
+        self._min_size.tooltip = (
+            "Objects with fewer pixels than this are removed (debris, fragments). Set by the "
+            "diameter."
+        )
         self._split = CheckBox(text="split disconnected pieces", value=d.split)
+        self._split.tooltip = "An object in pieces that do not touch becomes one object per piece."
         self._split_depth = FloatSpinBox(
-            label="cut necks deeper than", min=0.0, max=0.95, step=0.05, value=d.split_depth
+            label="split touching objects", min=0.0, max=0.95, step=0.05, value=d.split_depth
         )
         self._split_depth.tooltip = (
-            "Cut objects made of round blobs joined by a narrow neck (touching nuclei grouped "
-            "as one) when the neck is at least this deep, relative to the object's half-width. "
-            "0 cuts nothing."
+            "How readily an object shaped like round blobs joined by a neck (touching nuclei "
+            "grouped as one) is cut at the neck: it is cut when the neck is at least this "
+            "deep, relative to the object's half-width. Lower splits more readily; 0 never cuts."
+        )
+        self._advanced = CheckBox(text="show clustering settings (advanced)", value=False)
+        self._advanced.tooltip = (
+            "The grouping method and HDBSCAN's own parameters; the settings above are usually "
+            "all you need."
         )
         self._live = CheckBox(text="live preview of the frame in view", value=True)
         self._status = Label(value="")
@@ -159,6 +182,10 @@ class GroupWidget(Container):
         self._controls = {
             "image": self._image,
             "diameter": self._diameter,
+            "threshold": self._threshold,
+            "split_depth": self._split_depth,
+            "min_size": self._min_size,
+            "live": self._live,
             "method": self._method,
             "min_samples": self._min_samples,
             "min_cluster_size": self._min_cluster_size,
@@ -166,15 +193,13 @@ class GroupWidget(Container):
             "epsilon": self._epsilon,
             "selection": self._selection,
             "bandwidth": self._bandwidth,
-            "threshold": self._threshold,
-            "min_size": self._min_size,
             "split": self._split,
-            "split_depth": self._split_depth,
-            "live": self._live,
         }
+        # the object diameter first, then two plain controls; the clustering under "advanced"
         below = [self._status, self._apply, self._curated, self._tune]
         widgets = list(self._controls.values())
         widgets[2:2] = [self._estimate, self._auto_diameter, self._size_note]
+        widgets.insert(widgets.index(self._method), self._advanced)
         super().__init__(widgets=[*widgets, *below])
         self.preview_latencies: dict[str, list[float]] = {}
         self.builds = 0
@@ -189,6 +214,7 @@ class GroupWidget(Container):
         for name, widget in self._controls.items():
             widget.changed.connect(partial(self._control_changed, name))
         self._diameter.changed.connect(self._diameter_set)
+        self._advanced.changed.connect(self._show_method_controls)
         self._estimate.changed.connect(self.estimate_diameter)
         self._estimator = None
         self._apply.on_click(self.apply_to_all)
@@ -273,7 +299,7 @@ class GroupWidget(Container):
         for name, value in values.items():
             self._controls[name].value = value
 
-    def _show_method_controls(self) -> None:
+    def _show_method_controls(self, *_: Any) -> None:
         # each method keeps its own coordinate weight (mean shift's default is 0, as in
         # ``segment --grouping meanshift``), so switching back and forth restores it
         shown, method = self._shown_method, self._method.value
@@ -282,10 +308,12 @@ class GroupWidget(Container):
             with self._coord_weight.changed.blocked():
                 self._coord_weight.value = self._coord_by_method[method]
         self._shown_method = method
-        hdbscan = method == "hdbscan"
+        hdbscan, advanced = method == "hdbscan", bool(self._advanced.value)
         for widget in (self._min_samples, self._min_cluster_size, self._epsilon, self._selection):
-            widget.visible = hdbscan
-        self._bandwidth.visible = not hdbscan
+            widget.visible = advanced and hdbscan
+        self._bandwidth.visible = advanced and not hdbscan
+        for widget in (self._method, self._coord_weight, self._split):
+            widget.visible = advanced
 
     # -- live preview --------------------------------------------------------------------------
     def _control_changed(self, name: str, *_: Any) -> None:
