@@ -84,3 +84,18 @@ def test_each_step_hint_is_one_short_line_or_two(make_napari_viewer, step):
     viewer.add_labels(np.zeros((2, 16, 16), np.uint16), name="tracked")
     text, _ = step_hint(step, viewer, session_for(viewer))
     assert 20 < len(text) <= 200
+
+
+def test_labels_as_outlines_applies_to_the_plugins_labels_layers(make_napari_viewer):
+    viewer = make_napari_viewer()
+    panel = WorkflowPanel(viewer)
+    mine = viewer.add_labels(np.zeros((2, 16, 16), np.uint16), name="instances")
+    other = viewer.add_labels(np.zeros((2, 16, 16), np.uint16), name="my own labels")
+    assert mine.contour == 0
+    panel.outlines.setChecked(True)
+    assert mine.contour == 2
+    assert other.contour == 0  # the user's own layers are left alone
+    tracked = viewer.add_labels(np.zeros((2, 16, 16), np.uint16), name="tracked")
+    assert tracked.contour == 2  # new output layers follow the setting
+    panel.outlines.setChecked(False)
+    assert mine.contour == tracked.contour == 0

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import QSize
 from qtpy.QtGui import QColor
-from qtpy.QtWidgets import QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QLabel,
+    QScrollArea,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ._session import session_for
 from .embed import layer_events, named_layer, real_viewer
@@ -39,6 +46,9 @@ STEPS = (
 #: The panel's preferred size: narrow beside the canvas, short enough for a 768 px screen
 #: (menus, title bar and the layer list take the rest).
 PANEL_WIDTH, PANEL_HEIGHT = 440, 600
+#: The labels layers the plugin makes, drawn as outlines of this width when asked.
+OUTPUT_LABELS = ("preview", "instances", "tracked")
+OUTLINE_WIDTH = 2
 #: The tab title colour of a step whose result is there.
 DONE_COLOUR = "#5fbf6f"
 
@@ -137,7 +147,14 @@ class WorkflowPanel(QWidget):
         self.hint.setWordWrap(True)
         self.tabs = QTabWidget()
         self.tabs.setUsesScrollButtons(True)
+        self.outlines = QCheckBox("labels as outlines")
+        self.outlines.setToolTip(
+            "Show the plugin's labels layers (preview, instances, tracked) as outlines over "
+            "the image instead of filled; napari's 'contour' control does it for any one layer."
+        )
+        self.outlines.toggled.connect(self._show_outlines)
         layout.addWidget(self.hint)
+        layout.addWidget(self.outlines)
         layout.addWidget(self.tabs)
         self.steps: dict[str, Any] = {}
         self.done: dict[str, bool] = {}
@@ -185,7 +202,16 @@ class WorkflowPanel(QWidget):
         # napari resets the choices of the widgets it docks itself; these are docked in tabs
         for widget in self.steps.values():
             widget.reset_choices()
+        self._show_outlines()
         self.refresh()
+
+    def _show_outlines(self, *_: Any) -> None:
+        """Outline (or fill) the plugin's labels layers, as the checkbox says."""
+        width = OUTLINE_WIDTH if self.outlines.isChecked() else 0
+        for layer in real_viewer(self._viewer).layers:
+            mine = type(layer).__name__ == "Labels" and layer.name in OUTPUT_LABELS
+            if mine and layer.contour != width:
+                layer.contour = width
 
     @property
     def current(self) -> str:
