@@ -42,6 +42,7 @@ from magicgui.widgets import (
 from ..core import editing
 from ..core.errors import InputError
 from ._autosave import Autosave, default_project_dir, frame_of
+from ._edit_history import EditHistory
 from ._jobs import _message, notify_error
 from ._session import session_for
 from ._shortcuts import install_shortcuts, next_unreviewed
@@ -74,13 +75,6 @@ def _ranges(frames: list[int]) -> str:
             parts.append(str(t) if start == t else f"{start}-{t}")
             start = None
     return ", ".join(parts) or "none"
-
-
-def _history_lengths(layer: Any) -> tuple[int, int]:
-    """How many steps a labels layer can undo and redo (napari keeps both lists)."""
-    if layer is None:
-        return 0, 0
-    return len(getattr(layer, "_undo_history", ())), len(getattr(layer, "_redo_history", ()))
 
 
 class CorrectWidget(Container):
@@ -173,9 +167,7 @@ class CorrectWidget(Container):
         install_shortcuts(self, viewer, controls, self._guarded)
 
         self._watched: Any = None
-        # what each of this widget's edits did, by the length of the layer's undo history after it
-        self._edits: dict[int, str] = {}
-        self._history: tuple[int, int] = (0, 0)  # (undo, redo) steps of the watched layer
+        self._history = EditHistory()  # what undo and redo did, for the status line
         self._picked: list[int] = []
         self._seed: tuple[Any, int, tuple[int, int]] | None = None
         self._preview_mask: np.ndarray | None = None
@@ -229,7 +221,7 @@ class CorrectWidget(Container):
             self._watched.events.paint.disconnect(self._painted)
         self._watched, self._picked = layer, []
         self._autosave.watch(layer)
-        self._edits, self._history = {}, _history_lengths(layer)
+        self._history = EditHistory(layer)
         if layer is not None:
             layer.events.selected_label.connect(self._label_picked)
             layer.events.set_data.connect(self._history_moved)
@@ -331,29 +323,19 @@ class CorrectWidget(Container):
                 new = change.new.astype(layer.data.dtype, copy=False)
                 layer.data_setitem(change.indices(layer.ndim), new)
         n = sum(len(c) for c in changes)
-        self._history = _history_lengths(layer)
         if layer is self._watched:
-            self._edits[self._history[0]] = what
+            self._history.recorded(what)
         self._say(f"{what} ({n} pixels; Ctrl-Z undoes)")
         return n
 
     def _painted(self, *_: Any) -> None:
-        """A new step in the watched layer's history (this widget's edit or napari's brush):
-        the steps it replaced, and those it can no longer redo, are forgotten."""
-        self._history = _history_lengths(self._watched)
-        for step in [k for k in self._edits if k >= self._history[0]]:
-            del self._edits[step]
+        self._history.new_step()
 
     def _history_moved(self, *_: Any) -> None:
         """After an undo or redo of the watched layer (Ctrl-Z, Ctrl-Shift-Z), say what it did."""
-        undo, redo = _history_lengths(self._watched)
-        was_undo, was_redo = self._history
-        self._history = (undo, redo)
-        if undo == was_undo - 1 and redo == was_redo + 1:
-            what = self._edits.get(was_undo, "an edit made outside this widget")
-            self._say(f"undid: {what} (Ctrl-Shift-Z redoes)")
-        elif undo == was_undo + 1 and redo == was_redo - 1:
-            self._say(f"redid: {self._edits.get(undo, 'an edit made outside this widget')}")
+        said = self._history.moved()
+        if said is not None:
+            self._say(said)
 
     # -- edits ---------------------------------------------------------------------------------
     def merge(self) -> None:
