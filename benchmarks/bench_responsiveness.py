@@ -5,7 +5,8 @@ Run under a display (Xvfb on a server)::
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python benchmarks/bench_responsiveness.py
         [--size 1024] [--frames 6] [--sample]
 
-A real viewer, the plugin's widgets docked as a user docks them, a synthetic movie of
+A real viewer with the workflow panel docked (``--single-docks``: each step's own dock, docked
+when it is first used, as in the runs before the panel), a synthetic movie of
 ``--frames`` frames of ``--size`` x ``--size`` pixels with nuclei about 40 px across. Phases:
 
 - ``embed``: Compute embeddings with the PCA view on and the Group widget docked (its live
@@ -109,6 +110,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--frames", type=int, default=6)
     parser.add_argument("--sample", action="store_true", help="sample the main thread's stack")
+    parser.add_argument(
+        "--single-docks",
+        action="store_true",
+        help="dock each step's own widget when it is used, instead of the workflow panel",
+    )
     args = parser.parse_args()
 
     import napari
@@ -134,8 +140,15 @@ def main() -> None:
         session.project_dir = Path(tmp)
         wait_until(lambda: True)  # let the window appear
 
-        _, group = viewer.window.add_plugin_dock_widget(PLUGIN, "Group")
-        _, embed = viewer.window.add_plugin_dock_widget(PLUGIN, "Embed", tabify=True)
+        if args.single_docks:  # each step its own dock, docked when it is used
+            _, group = viewer.window.add_plugin_dock_widget(PLUGIN, "Group")
+            _, embed = viewer.window.add_plugin_dock_widget(PLUGIN, "Embed", tabify=True)
+            steps = None
+        else:  # the workflow panel, as `make demo` and the Plugins menu dock it
+            _, panel = viewer.window.add_plugin_dock_widget(PLUGIN, "Cosine Embed")
+            steps = panel.steps
+            group, embed = steps["Group"], steps["Embed"]
+            wait_until(lambda: True)
         with embed._show_pca.changed.blocked():
             embed._show_pca.value = True
         run_job(embed._control, args.sample, "embed", until=lambda: group.preview_frame == 0)
@@ -150,13 +163,19 @@ def main() -> None:
         run_job(group._apply, args.sample, "apply")
         instances = viewer.layers["instances"]
 
-        _, track = viewer.window.add_plugin_dock_widget(PLUGIN, "Track", tabify=True)
+        if steps is None:
+            _, track = viewer.window.add_plugin_dock_widget(PLUGIN, "Track", tabify=True)
+        else:
+            track = steps["Track"]
         track._labels_choice.value = instances
         # (a Track widget before c2db204 shows its layers at once: no ``shown_result``)
         shown = lambda: getattr(track, "shown_result", None) is None or track.shown_result.done  # noqa: E731
         run_job(track.control, args.sample, "track", until=shown)
 
-        _, tune = viewer.window.add_plugin_dock_widget(PLUGIN, "Fine-tune", tabify=True)
+        if steps is None:
+            _, tune = viewer.window.add_plugin_dock_widget(PLUGIN, "Fine-tune", tabify=True)
+        else:
+            tune = steps["Fine-tune"]
         for t in (1, args.frames - 2):
             session.set_curated("instances", t)
         tune._labels_choice.value = instances

@@ -45,13 +45,16 @@ def test_the_panel_is_in_the_plugins_menu_and_fits_1366x768(make_napari_viewer):
     assert dock.width() < 1366 // 2  # the canvas keeps most of the window
 
 
-def test_the_hint_says_what_each_step_needs_and_tabs_turn_green_when_done(make_napari_viewer):
+def test_the_hint_says_what_each_step_needs_and_tabs_turn_green_when_done(
+    make_napari_viewer, qtbot
+):
     viewer = make_napari_viewer()
     panel = WorkflowPanel(viewer)
     assert panel.hint.text().startswith("Open a movie")
     movie = np.random.default_rng(0).random((3, 32, 32)).astype(np.float32)
     image = viewer.add_image(movie, name="cells")
-    assert "0 of 3 frames" in panel.hint.text()
+    # the panel follows layer changes on the next turn of the event loop
+    qtbot.waitUntil(lambda: "0 of 3 frames" in panel.hint.text(), timeout=2_000)
     assert panel.steps["Group"]._image.value is image  # choices follow the layers
 
     panel.tabs.setCurrentIndex(1)
@@ -66,7 +69,7 @@ def test_the_hint_says_what_each_step_needs_and_tabs_turn_green_when_done(make_n
     assert "Apply to all frames" in panel.hint.text()
     assert not panel.done["Group"]
     labels = viewer.add_labels(np.zeros((3, 32, 32), np.uint16), name="instances")
-    assert panel.done["Group"]
+    qtbot.waitUntil(lambda: panel.done["Group"], timeout=2_000)
 
     panel.tabs.setCurrentIndex(4)
     assert panel.hint.text().startswith("Needs curated frames")
@@ -86,7 +89,7 @@ def test_each_step_hint_is_one_short_line_or_two(make_napari_viewer, step):
     assert 20 < len(text) <= 200
 
 
-def test_labels_as_outlines_applies_to_the_plugins_labels_layers(make_napari_viewer):
+def test_labels_as_outlines_applies_to_the_plugins_labels_layers(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     panel = WorkflowPanel(viewer)
     mine = viewer.add_labels(np.zeros((2, 16, 16), np.uint16), name="instances")
@@ -96,6 +99,6 @@ def test_labels_as_outlines_applies_to_the_plugins_labels_layers(make_napari_vie
     assert mine.contour == 2
     assert other.contour == 0  # the user's own layers are left alone
     tracked = viewer.add_labels(np.zeros((2, 16, 16), np.uint16), name="tracked")
-    assert tracked.contour == 2  # new output layers follow the setting
+    qtbot.waitUntil(lambda: tracked.contour == 2, timeout=2_000)  # new outputs follow it
     panel.outlines.setChecked(False)
     assert mine.contour == tracked.contour == 0

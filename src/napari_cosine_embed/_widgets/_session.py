@@ -7,6 +7,8 @@ outside the main thread.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import weakref
 from pathlib import Path
 from typing import Any
@@ -71,11 +73,13 @@ class Session:
         }
         self._model = None
         self._model_id: str | None = None
+        self._model_lock = threading.Lock()  # the warm-up thread and the main thread
         # image layer (weak) -> (store, image fingerprint)
         self._stores: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.curated: dict[str, set[int]] = {}
         self.project_dir: Path | None = None
         self.busy: set[str] = set()
+        self._warming = False
 
     @property
     def viewer(self):
@@ -88,12 +92,34 @@ class Session:
         Raises :class:`~..core.errors.InputError` for a missing or corrupt checkpoint, and
         leaves the previous model in place.
         """
-        if self._model is None:
-            from ..core.checkpoint import load_model
+        with self._model_lock:
+            if self._model is None:
+                from ..core.checkpoint import load_model
 
-            self._model = load_model(self.model_source)
-            self._model_id = model_fingerprint(self._model)
-        return self._model
+                model = load_model(self.model_source)
+                self._model_id = model_fingerprint(model)
+                self._model = model
+            return self._model
+
+    def warm_up(self) -> None:
+        """Load the model in a background thread now (once), so the first click that needs it
+        does not load it on the main thread (0.1-0.5 s). A failure is left for that click to
+        report."""
+        if self._model is not None or self._warming:
+            return
+        self._warming = True
+
+        def run() -> None:
+            with contextlib.suppress(Exception):
+                self.model()
+
+        threading.Thread(target=run, name="nce-model-warm-up", daemon=True).start()
+
+    def known_store(self, layer: Any) -> EmbeddingStore | None:
+        """The embedding cache last made for ``layer`` and the current model, without
+        checking the image's fingerprint (cheap: for display, not for computing)."""
+        entry = self._stores.get(_unwrap(layer))
+        return entry[0] if entry is not None and entry[2] == self._model_id else None
 
     def foreground_threshold(self) -> float:
         """The threshold to group the current model's output at (its calibrated one, if any).
@@ -119,7 +145,8 @@ class Session:
 
         model = source if isinstance(source, EmbeddingModel) else load_model(source)
         new_id = model_fingerprint(model)
-        self._model = model
+        with self._model_lock:
+            self._model = model
         if isinstance(source, EmbeddingModel):
             self.model_source = model.path or model.name
         else:

@@ -218,6 +218,7 @@ class EmbedWidget(Container):
             ],
         )
         self._describe()
+        session.warm_up()  # the model loads in the background, not at the first click
 
     # -- model and device -------------------------------------------------------------------
     def _model_choices(self, *_: Any) -> list[str]:

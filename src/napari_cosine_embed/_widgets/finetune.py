@@ -11,8 +11,10 @@ embeddings made with the old one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
+import threading
 from collections.abc import Generator
 from dataclasses import replace
 from pathlib import Path
@@ -107,6 +109,28 @@ class LossPlot(QWidget):
         painter.drawText(8, 16, caption)
 
 
+_warmed = threading.Event()
+
+
+def warm_up_training_imports() -> None:
+    """Import in a background thread, once, what the first optimizer imports on creation.
+
+    torch builds its optimizers through ``torch._dynamo`` and imports it (0.7 s of imports,
+    holding the GIL in pieces of up to 0.1 s) the first time one is made. Done when the widget
+    is docked, these pauses fall where napari is busy docking anyway, not while the user
+    watches the first fine-tune start (docs/benchmarks.md, "Main-thread stalls").
+    """
+    if _warmed.is_set():
+        return
+    _warmed.set()
+
+    def run() -> None:
+        with contextlib.suppress(Exception):  # only a head start: the fine-tune imports anyway
+            import torch._dynamo  # noqa: F401
+
+    threading.Thread(target=run, name="nce-warm-up", daemon=True).start()
+
+
 class FinetuneWidget(Container):
     """Dock widget: fine-tune the current model on a corrected labels layer's curated frames.
 
@@ -178,6 +202,7 @@ class FinetuneWidget(Container):
         self._labels_choice.changed.connect(self._show_curated)
         self._session.curated_changed.connect(self._show_curated)
         self._show_curated()
+        warm_up_training_imports()
 
     @property
     def control(self) -> JobControl:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QSize
+from qtpy.QtCore import QSize, QTimer
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -60,7 +60,7 @@ def _layers(viewer: Any, kind: str) -> list[Any]:
 def _embedded(session: Any, image: Any) -> tuple[int, int]:
     """(embedded frames, frames) of an image layer."""
     frames = 1 if image.data.ndim == 2 else int(image.data.shape[0])
-    store = session.store_for(image, create=False)
+    store = session.known_store(image)  # no fingerprint: this runs on every embedded frame
     return (0 if store is None else frames - len(store.missing())), frames
 
 
@@ -173,6 +173,10 @@ class WorkflowPanel(QWidget):
             scroll.setWidgetResizable(True)
             scroll.setWidget(page)
             self.tabs.addTab(scroll, f"{number} {title}")
+        self._layers_timer = QTimer(self)
+        self._layers_timer.setSingleShot(True)
+        self._layers_timer.setInterval(0)
+        self._layers_timer.timeout.connect(self._follow_layers)
         self.tabs.currentChanged.connect(self.refresh)
         self._connect(layer_events(real_viewer(viewer), self._layers_changed))
         session = self._session
@@ -199,6 +203,11 @@ class WorkflowPanel(QWidget):
         self.destroyed.connect(disconnect)
 
     def _layers_changed(self, *_: Any) -> None:
+        # on a later turn of the event loop, once for a burst of layer events: not inside
+        # napari's insertion of a layer, which is a long enough pause of its own
+        self._layers_timer.start()
+
+    def _follow_layers(self) -> None:
         # napari resets the choices of the widgets it docks itself; these are docked in tabs
         for widget in self.steps.values():
             widget.reset_choices()
