@@ -252,6 +252,7 @@ def test_curated_list_autosave_and_load_project(setup, projects_root, qtbot):
     widget.flush_autosave()
     saved = labels.data[2].copy()
     viewer.layers.remove(labels)
+    qtbot.wait(20)  # the widget lets go of the removed layer on the next turn of the event loop
     session.set_curated("cells", 2, False)
     restored = widget.load_project(root)
     assert restored.name == "cells"

@@ -148,7 +148,9 @@ def test_export_never_lands_on_the_autosaved_corrections(qtbot, tmp_path, setup)
     assert (project / "frame000.tif").read_text() == "a correction"
 
 
-def test_defaults_follow_the_newest_tracked_result_beside_the_movie(make_napari_viewer, tmp_path):
+def test_defaults_follow_the_newest_tracked_result_beside_the_movie(
+    make_napari_viewer, tmp_path, qtbot
+):
     movie = tmp_path / "data" / "movie.tif"
     movie.parent.mkdir()
     tifffile.imwrite(movie, np.zeros((N_FRAMES, 16, 16), np.uint8))
@@ -157,12 +159,14 @@ def test_defaults_follow_the_newest_tracked_result_beside_the_movie(make_napari_
     viewer.open(str(movie), plugin="napari")
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Export")
     instances = viewer.add_labels(np.zeros((N_FRAMES, 16, 16), np.uint16), name="instances")
-    assert widget._labels_choice.value is instances
+    # the widget follows layer changes on the next turn of the event loop
+    qtbot.waitUntil(lambda: widget._labels_choice.value is instances, timeout=2_000)
     assert widget._tracks.value is None
 
     tracked = viewer.add_labels(np.zeros((N_FRAMES, 16, 16), np.uint16), name="tracked")
     tracks = viewer.add_tracks(np.array([[1, 0, 4, 4], [1, 1, 5, 5]], float), name="tracks")
     viewer.add_labels(np.zeros((N_FRAMES, 16, 16), np.uint16), name="later scratch")
+    qtbot.wait(50)
     assert widget._labels_choice.value is tracked  # the Track widget's output wins
     assert widget._tracks.value is tracks
     assert widget._path.value == tmp_path / "data" / "movie_RES-2"
@@ -176,6 +180,7 @@ def test_defaults_follow_the_newest_tracked_result_beside_the_movie(make_napari_
     widget._path.value = tmp_path / "mine"
     widget._path.line_edit.native.textEdited.emit(str(tmp_path / "mine"))
     viewer.add_labels(np.zeros((N_FRAMES, 16, 16), np.uint16), name="tracked [1]")
+    qtbot.wait(50)
     assert widget._labels_choice.value is instances
     assert widget._path.value == tmp_path / "mine"
 

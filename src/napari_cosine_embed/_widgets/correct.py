@@ -239,6 +239,9 @@ class CorrectWidget(Container):
     def _target(self) -> tuple[Any, int]:
         """The labels layer to edit and the frame in view (0 for a (Y, X) layer)."""
         layer = self._labels_box.value
+        if layer is not None and layer not in self._viewer.layers:
+            self._layers_changed()  # removed since: the choices catch up now
+            layer = self._labels_box.value
         if layer is None:
             raise InputError("no labels layer: group an image (Group widget) or open labels")
         if getattr(layer, "multiscale", False) or layer.ndim not in (2, 3):
@@ -580,6 +583,7 @@ class CorrectWidget(Container):
         """
         project, frames = self._autosave.load(path)
         shape = project.manifest.shape
+        self._layers_changed()  # the choices as they are now, not as of the last turn
         layer = self._labels_box.value
         if layer is not None and tuple(layer.data.shape) == shape:
             self._target()  # an editable layer

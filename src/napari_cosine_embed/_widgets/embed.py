@@ -93,20 +93,27 @@ def layer_events(viewer: napari.viewer.Viewer, callback: Callable) -> list[tuple
 def watch_layers(viewer: napari.viewer.Viewer, callback: Callable[[], None]) -> None:
     """Call ``callback()`` whenever a layer is added, removed or renamed.
 
-    When ``callback`` is a method of a built widget, it is disconnected when the widget is
-    deleted (see :func:`connect_while_alive`).
+    When ``callback`` is a method of a built widget, it runs on the next turn of the event loop
+    (once for a burst of events), not inside napari's insertion of a layer, which is a long
+    enough pause of its own; it is disconnected when the widget is deleted (see
+    :func:`connect_while_alive`).
     """
 
     def changed(*_: Any) -> None:
         callback()
 
-    pairs = layer_events(viewer, changed)
     owner = getattr(callback, "__self__", None)
     if isinstance(owner, Container) and hasattr(owner, "native"):
-        connect_while_alive(owner, pairs)
-    else:
-        for signal, slot in pairs:
-            signal.connect(slot)
+        from qtpy.QtCore import QTimer
+
+        timer = QTimer(owner.native)  # deleted with the widget: never fires after it
+        timer.setSingleShot(True)
+        timer.setInterval(0)
+        timer.timeout.connect(changed)
+        connect_while_alive(owner, layer_events(viewer, lambda *_: timer.start()))
+        return
+    for signal, slot in layer_events(viewer, changed):
+        signal.connect(slot)
 
 
 def real_viewer(viewer: napari.viewer.Viewer) -> napari.viewer.Viewer:
