@@ -90,6 +90,19 @@ def layer_events(viewer: napari.viewer.Viewer, callback: Callable) -> list[tuple
     return [(events.inserted, callback), (events.removed, callback), (events.renamed, callback)]
 
 
+def next_turn(parent: Any, callback: Callable[[], None]) -> Callable[[], None]:
+    """A function that runs ``callback()`` on the next turn of the event loop, once however
+    often it is called before then; its timer is a child of the Qt object ``parent`` and is
+    deleted with it (so it never fires after)."""
+    from qtpy.QtCore import QTimer
+
+    timer = QTimer(parent)
+    timer.setSingleShot(True)
+    timer.setInterval(0)
+    timer.timeout.connect(lambda: callback())
+    return timer.start
+
+
 def watch_layers(viewer: napari.viewer.Viewer, callback: Callable[[], None]) -> None:
     """Call ``callback()`` whenever a layer is added, removed or renamed.
 
@@ -104,13 +117,8 @@ def watch_layers(viewer: napari.viewer.Viewer, callback: Callable[[], None]) -> 
 
     owner = getattr(callback, "__self__", None)
     if isinstance(owner, Container) and hasattr(owner, "native"):
-        from qtpy.QtCore import QTimer
-
-        timer = QTimer(owner.native)  # deleted with the widget: never fires after it
-        timer.setSingleShot(True)
-        timer.setInterval(0)
-        timer.timeout.connect(changed)
-        connect_while_alive(owner, layer_events(viewer, lambda *_: timer.start()))
+        later = next_turn(owner.native, callback)
+        connect_while_alive(owner, layer_events(viewer, lambda *_: later()))
         return
     for signal, slot in layer_events(viewer, changed):
         signal.connect(slot)

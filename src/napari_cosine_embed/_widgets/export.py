@@ -20,6 +20,7 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit
 
 from ..core.errors import InputError, OutputExistsError
 from ._jobs import JobControl
+from ._paths import data_folder
 from ._session import session_for
 from .embed import layer_choices, watch_layers
 from .track import LABELS_NAME as TRACKED_LABELS
@@ -139,10 +140,6 @@ class ExportWidget(Container):
         if key == "labels":
             self._follow_results()  # the tracks and the path follow the chosen labels
 
-    @staticmethod
-    def _set(widget: Any, value: Any) -> None:
-        widget.value = value
-
     def _follow_results(self) -> None:
         """Choose the newest results and a path beside the movie, where the user has not."""
         self._labels_choice.reset_choices()
@@ -150,17 +147,17 @@ class ExportWidget(Container):
         labels_layers = list(self._labels_choice.choices)
         if self._auto["labels"] and labels_layers:
             tracked = [x for x in labels_layers if x.name == TRACKED_LABELS]
-            self._set(self._labels_choice, (tracked or labels_layers)[-1])
+            self._labels_choice.value = (tracked or labels_layers)[-1]
         labels = self._labels_choice.value
         if self._auto["tracks"]:  # the Track widget's tracks go with its labels, only
             made = [x for x in self._tracks.choices if x is not None and x.name == TRACKS_LAYER]
             paired = made and labels is not None and labels.name == TRACKED_LABELS
-            self._set(self._tracks, made[-1] if paired else None)
+            self._tracks.value = made[-1] if paired else None
         if self._auto["path"] and labels is not None:
-            image = next((x for x in self._viewer.layers if getattr(x.source, "path", None)), None)
-            source = Path(image.source.path) if image is not None else None
-            folder = source.parent if source is not None else Path.cwd()
-            self._set(self._path, suggested_output(self._format.value, labels.name, source, folder))
+            image = next((x for x in self._viewer.layers if data_folder(x) is not None), None)
+            source = None if image is None else Path(image.source.path)
+            folder = Path.cwd() if image is None else data_folder(image)
+            self._path.value = suggested_output(self._format.value, labels.name, source, folder)
 
     def _output(self) -> Path:
         path = self._path.value
