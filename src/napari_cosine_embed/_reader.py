@@ -6,6 +6,7 @@ All parsing lives in the core; this module only decides layer names and display 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import numpy as np
 from .core.errors import InputError
 from .core.io import READABLE_SUFFIXES, ReadResult, is_ctc_sequence_folder, read_any
 from .core.io.lineage import tracks_from_labels
+from .core.io.tracked import is_tracked
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -27,7 +29,11 @@ def _claims(path: Path) -> bool:
     name = path.name.lower()
     if path.is_dir():
         try:
-            return name.endswith(".zarr") or is_ctc_sequence_folder(path)
+            return (
+                name.endswith((".zarr", ".geff"))
+                or is_ctc_sequence_folder(path)
+                or is_tracked(path)
+            )
         except InputError:
             # A folder that cannot be listed: claim it, so reading it says why it fails
             # instead of napari reporting that no plugin knows the path.
@@ -65,23 +71,30 @@ def _contrast_limits(image: Any, frames: int = 3) -> list[float]:
 
 
 def result_to_layers(result: ReadResult, path: PathLike) -> list[LayerData]:
-    """Layer data tuples (image, then optional labels and tracks) for one read result."""
+    """Layer data tuples (image, then optional labels and tracks) for one read result.
+
+    A tracked movie read without its images (another tool's result, a GEFF) gives labels named
+    after it and its tracks; ground truth is named "... GT".
+    """
     meta = {"source_path": str(path), "source_kind": result.source_kind}
-    image_kwargs: dict[str, Any] = {"name": result.name, "metadata": meta}
-    if getattr(result.image, "ndim", 0) in (2, 3):  # grayscale; RGB keeps napari's range
-        image_kwargs["contrast_limits"] = _contrast_limits(result.image)
-    layers: list[LayerData] = [(result.image, image_kwargs, "image")]
+    layers: list[LayerData] = []
+    if result.image is not None:
+        image_kwargs: dict[str, Any] = {"name": result.name, "metadata": meta}
+        if getattr(result.image, "ndim", 0) in (2, 3):  # grayscale; RGB keeps napari's range
+            image_kwargs["contrast_limits"] = _contrast_limits(result.image)
+        layers.append((result.image, image_kwargs, "image"))
+    truth = result.source_kind in ("ctc", "ctc-gt")
+    labels_name = f"{result.name} GT" if truth else result.name
     if result.labels is not None:
-        layers.append(
-            (result.labels, {"name": f"{result.name} GT", "metadata": dict(meta)}, "labels")
-        )
+        labels_meta = {**meta, "notes": list(result.notes or [])}
+        layers.append((result.labels, {"name": labels_name, "metadata": labels_meta}, "labels"))
     if result.labels is not None and result.lineage is not None:
         # lineage.tracks_from_labels reads lazy labels frame by frame, so this stays bounded
         data, graph = tracks_from_labels(result.labels, result.lineage)
         layers.append(
             (
                 data,
-                {"name": f"{result.name} GT tracks", "graph": graph, "tail_length": 10},
+                {"name": f"{labels_name} tracks", "graph": graph, "tail_length": 10},
                 "tracks",
             )
         )
@@ -101,5 +114,7 @@ def read_layers(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
             lazy = value is not None and not isinstance(value, np.ndarray)
             if lazy and value.nbytes <= EAGER_LIMIT_BYTES and result.source_kind != "zarr":
                 setattr(result, field, np.asarray(value))
+        for note in result.notes or []:
+            warnings.warn(f"{Path(p).name}: {note}", stacklevel=2)  # napari shows it
         layers.extend(result_to_layers(result, p))
     return layers

@@ -23,9 +23,12 @@ Subcommands appear here only once they work end to end:
     Fine-tune a model on a few curated frames of your own movie (TIFF stacks or CTC folders).
 ``models``
     List the bundled models: size, training data, validation scores.
+``convert IN -o OUT``
+    Convert a tracked movie between a CTC result folder (or CTC ground truth) and a GEFF
+    store (OUT ending in ``.geff`` or ``.zarr``), losslessly.
 
 Each command group lives in its own module (``_pipeline``: segment, track; ``_data``: sample,
-evaluate; ``_training``: train, finetune, models) and imports its heavy dependencies inside the command, so the command line
+evaluate; ``_training``: train, finetune, models; ``_convert``: convert) and imports its heavy dependencies inside the command, so the command line
 starts fast.
 """
 
@@ -42,7 +45,7 @@ from collections.abc import Iterator, Sequence
 
 from .. import __version__
 from ..core.errors import InputError, OutputExistsError
-from . import _data, _pipeline, _training
+from . import _convert, _data, _pipeline, _training
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     _pipeline.add_commands(sub)
     _data.add_commands(sub)
     _training.add_commands(sub)
+    _convert.add_commands(sub)
     return parser
 
 

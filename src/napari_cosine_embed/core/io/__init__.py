@@ -9,7 +9,10 @@
   :func:`read_ctc_sequence`. When the sibling ``NN_GT`` folder exists its ground truth comes
   along: the labels are the SEG masks when every frame has one, else the TRA markers (the
   only labels that cover every frame when SEG is sparse). The TRA lineage comes with the
-  TRA markers, and with SEG masks only when they carry the same track labels.
+  TRA markers, and with SEG masks only when they carry the same track labels;
+* a tracked movie without its images (:mod:`.tracked`): a CTC result folder
+  (``maskNNN.tif`` + ``res_track.txt``), CTC ground truth (``NN_GT`` with ``TRA/``) or a GEFF
+  store, checked before a plain Zarr store -> labels and lineage, no image.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from .lineage import (
     write_lineage,
 )
 from .tiff import TIFF_SUFFIXES, read_tiff, read_tiff_frames, rgb_to_gray, write_labels_tiff
+from .tracked import read_tracked, tracked_kind
 from .video import VIDEO_SUFFIXES, read_video
 from .zarr_store import ZARR_METADATA, ZARR_SUFFIXES, read_zarr
 
@@ -85,8 +89,8 @@ class ReadResult:
 
     Attributes
     ----------
-    image : ndarray or dask.array.Array of shape (Y, X) or (T, Y, X)
-        The grayscale image or movie.
+    image : ndarray or dask.array.Array of shape (Y, X) or (T, Y, X), or None
+        The grayscale image or movie; None for a tracked movie read without its images.
     labels : ndarray or dask.array.Array of shape like ``image``, or None
         Instance labels shipped with the image (a CTC sequence's ground truth).
     lineage : ndarray of shape (N, 4), int64, or None
@@ -94,9 +98,12 @@ class ReadResult:
     name : str
         A short name for display, e.g. a layer name.
     source_kind : str
-        ``"tiff"``, ``"ctc"``, ``"video"`` or ``"zarr"``.
+        ``"tiff"``, ``"ctc"``, ``"video"``, ``"zarr"``, or for a tracked movie
+        ``"ctc-result"``, ``"ctc-gt"`` or ``"geff"``.
     ground_truth : CTCGroundTruth or None
         The full CTC ground truth (sparse SEG frames included), for evaluation.
+    notes : list of str
+        What the reader had to adapt, for the user to know.
     """
 
     image: Any
@@ -105,6 +112,7 @@ class ReadResult:
     name: str = ""
     source_kind: str = ""
     ground_truth: CTCGroundTruth | None = None
+    notes: list[str] | None = None
 
 
 def is_ctc_sequence_folder(path: str | os.PathLike) -> bool:
@@ -184,6 +192,23 @@ def read_any(path: str | os.PathLike, *, lazy: bool = False) -> ReadResult:
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     lower = path.name.lower()
+    kind = tracked_kind(path)
+    if kind is not None:
+        tracked = read_tracked(path)
+        if tracked.labels is None:
+            raise InputError(
+                f"{tracked.source}: the GEFF holds no segmentation, so there are no labels to "
+                f"open and curate"
+            )
+        name = path.name.removesuffix(".zarr").removesuffix(".geff") or path.name
+        return ReadResult(
+            image=None,
+            labels=tracked.labels,
+            lineage=tracked.lineage,
+            name=name,
+            source_kind=kind,
+            notes=tracked.notes,
+        )
     if _is_zarr(path):
         name = path.name.removesuffix(".zarr").removesuffix(".ome") or path.name
         return ReadResult(image=read_zarr(path), name=name, source_kind="zarr")
