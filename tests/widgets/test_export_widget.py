@@ -9,7 +9,7 @@ from napari.utils.notifications import notification_manager
 
 from napari_cosine_embed._sample_data import synthetic_timelapse_sample
 from napari_cosine_embed._widgets._session import session_for
-from napari_cosine_embed._widgets.export import GROUND_TRUTH, RESULT, TIFF
+from napari_cosine_embed._widgets.export import GEFF, GROUND_TRUTH, RESULT, TIFF
 from napari_cosine_embed.core.io.ctc import read_ctc_gt, read_ctc_result
 from napari_cosine_embed.core.io.lineage import lineage_from_labels, tracks_from_labels
 
@@ -59,6 +59,21 @@ def test_ctc_result_reads_back_equal(qtbot, tmp_path, setup):
     }
     assert len(tracks.graph) == 2
     assert not list(tmp_path.glob(".*"))  # no temporary folder left behind
+
+
+def test_geff_reads_back_equal(qtbot, tmp_path, setup):
+    from napari_cosine_embed.core.io.geff_store import read_geff
+
+    _, layer, tracks, widget = setup
+    widget._format.value = GEFF
+    widget._labels_choice.value = layer
+    widget._tracks.value = tracks
+    widget._path.value = tmp_path / "movie"  # the suffix is added
+    _export(qtbot, widget)
+    back = read_geff(tmp_path / "movie.geff")
+    np.testing.assert_array_equal(back.labels, layer.data)
+    assert back.graph == {int(c): [int(p[0])] for c, p in tracks.graph.items()}
+    assert widget.control._status.value == f"wrote {tmp_path / 'movie.geff'}"
 
 
 def test_curated_frames_as_ground_truth(qtbot, tmp_path, setup):
@@ -205,6 +220,8 @@ def test_suggested_output_names_and_never_an_existing_path(tmp_path):
     movie = tmp_path / "t01.ome.tif"
     assert suggested_output(RESULT, "tracked", movie, tmp_path) == tmp_path / "t01_RES"
     assert suggested_output(GROUND_TRUTH, "tracked", None, tmp_path) == tmp_path / "tracked_GT"
+    (tmp_path / "t01_tracks.geff").mkdir()
+    assert suggested_output(GEFF, "x", movie, tmp_path) == tmp_path / "t01_tracks-2.geff"
     (tmp_path / "tracked.tif").touch()
     (tmp_path / "tracked-2.tif").touch()
     assert suggested_output(TIFF, "tracked", movie, tmp_path) == tmp_path / "tracked-3.tif"

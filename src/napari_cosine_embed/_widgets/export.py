@@ -1,7 +1,8 @@
-"""Export widget: save results as a CTC result folder, curated frames as CTC ground truth, or
-labels as a TIFF.
+"""Export widget: save results as a CTC result folder or a GEFF store (tracks, lineage and
+segmentation, for motile-tracker and other GEFF readers), curated frames as CTC ground truth,
+or labels as a TIFF.
 
-The core writers (:mod:`..core.io.ctc`, :mod:`..core.io.tiff`) build everything in a temporary
+The core writers (:mod:`..core.io.ctc`, :mod:`..core.io.geff_store`, :mod:`..core.io.tiff`) build everything in a temporary
 sibling and move it into place when complete, so a cancelled or failed export leaves nothing
 half-written. An existing output is replaced only when "overwrite" is ticked; otherwise the
 user is told and the output is left as it was. The arrays are copied on the main thread and
@@ -34,6 +35,7 @@ __all__ = ["ExportWidget", "suggested_output"]
 RESULT = "CTC result folder"
 GROUND_TRUTH = "CTC ground truth (curated frames)"
 TIFF = "labels TIFF"
+GEFF = "GEFF (tracks + segmentation)"
 
 
 def _parents(tracks_layer: Any) -> dict[int, int]:
@@ -59,14 +61,16 @@ def suggested_output(fmt: str, labels_name: str, image_path: Path | None, folder
     """Where to export by default: beside the movie, named after it, never an existing path.
 
     A CTC result goes to ``<movie>_RES``, ground truth to ``<movie>_GT`` (the CTC layout), a
-    TIFF to ``<labels>.tif``; ``<movie>`` is the image file's stem, or the labels layer's name
+    GEFF to ``<movie>_tracks.geff``, a TIFF to ``<labels>.tif``; ``<movie>`` is the image file's stem, or the labels layer's name
     when the image came from no file. ``folder`` is the image file's folder when there is one.
     """
     stem = image_path.stem.split(".")[0] if image_path is not None else labels_name
-    name = {RESULT: f"{stem}_RES", GROUND_TRUTH: f"{stem}_GT"}.get(fmt, f"{labels_name}.tif")
+    names = {RESULT: f"{stem}_RES", GROUND_TRUTH: f"{stem}_GT", GEFF: f"{stem}_tracks.geff"}
+    name = names.get(fmt, f"{labels_name}.tif")
     path, n = folder / name, 2
     while path.exists():
-        base, suffix = (name[:-4], ".tif") if name.endswith(".tif") else (name, "")
+        stem_, dot, suffix = name.rpartition(".")
+        base, suffix = (stem_, f".{suffix}") if dot and suffix in ("tif", "geff") else (name, "")
         path, n = folder / f"{base}-{n}{suffix}", n + 1
     return path
 
@@ -91,7 +95,7 @@ class ExportWidget(Container):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         self._viewer = viewer
         self._session = session_for(viewer)
-        self._format = ComboBox(label="export as", choices=[RESULT, GROUND_TRUTH, TIFF])
+        self._format = ComboBox(label="export as", choices=[RESULT, GEFF, GROUND_TRUTH, TIFF])
         self._labels_choice = ComboBox(label="labels", choices=layer_choices(viewer, "Labels"))
         self._tracks = ComboBox(
             label="tracks", choices=layer_choices(viewer, "Tracks"), nullable=True, value=None
@@ -166,6 +170,8 @@ class ExportWidget(Container):
         path = Path(path).expanduser()
         if self._format.value == TIFF and path.suffix.lower() not in (".tif", ".tiff"):
             path = path.with_name(path.name + ".tif")
+        if self._format.value == GEFF and path.suffix.lower() not in (".geff", ".zarr"):
+            path = path.with_name(path.name + ".geff")
         self._check_not_over_sources(path)
         if path.exists() and not self._overwrite.value:
             raise OutputExistsError(
@@ -209,6 +215,7 @@ class ExportWidget(Container):
         self, fmt: str, layer: Any, labels: np.ndarray, path: Path, overwrite: bool
     ) -> Callable[[], Path]:
         from ..core.io.ctc import write_ctc_gt, write_ctc_result
+        from ..core.io.geff_store import write_geff
 
         if labels.ndim == 2:
             labels = labels[None]
@@ -228,6 +235,8 @@ class ExportWidget(Container):
             return lambda: write_ctc_result(
                 path, *_ctc_tracks(labels, parents), overwrite=overwrite
             )
+        if fmt == GEFF:
+            return lambda: write_geff(path, *_ctc_tracks(labels, parents), overwrite=overwrite)
         curated = self._session.curated_frames(layer.name)
         if not curated:
             raise InputError(
