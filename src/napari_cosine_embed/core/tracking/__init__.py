@@ -24,10 +24,14 @@ that starts near it at most ``max_gap`` frames later are joined. A CTC label cov
 consecutive frames only, so a bridged gap keeps the continuation's own label and records the
 earlier piece as its parent (as :func:`~..io.lineage.split_track_gaps` does); the gap frames
 are not filled.
+
+Both keep pinned links (:mod:`.pins`): links and divisions a user made or confirmed, held by a
+point inside each object so that they survive a new segmentation.
 """
 
 from ._table import TrackingResult
 from .overlap import link_labels
 from .pairs import track_pairs
+from .pins import Pin, pins_from_tracks
 
-__all__ = ["TrackingResult", "link_labels", "track_pairs"]
+__all__ = ["Pin", "TrackingResult", "link_labels", "pins_from_tracks", "track_pairs"]

@@ -3,7 +3,7 @@ clean-up of tracks (false divisions, short tracks, gaps)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -25,12 +25,15 @@ class TrackingResult:
         napari Tracks data ``[track_id, t, y, x]`` (centroids).
     graph : dict of int to list of int
         napari Tracks graph ``{child: [parent]}``.
+    missed_pins : list of Pin
+        Pinned links (:mod:`.pins`) that no object of this segmentation holds.
     """
 
     labels: np.ndarray
     lineage: np.ndarray
     tracks: np.ndarray
     graph: dict[int, list[int]]
+    missed_pins: list = field(default_factory=list)
 
 
 def _overlaps(a: np.ndarray, b: np.ndarray, na: int, nb: int) -> np.ndarray:
@@ -45,8 +48,23 @@ def _overlaps(a: np.ndarray, b: np.ndarray, na: int, nb: int) -> np.ndarray:
 class _TrackTable:
     """Per-frame instances (nodes), the track each belongs to, and the tracks' lineage."""
 
-    def __init__(self, frames: list[np.ndarray], edges: list[dict[int, list[int]]]) -> None:
+    def __init__(
+        self,
+        frames: list[np.ndarray],
+        edges: list[dict[int, list[int]]],
+        pinned: list[dict[int, list[int]]] | None = None,
+    ) -> None:
         self.frames = frames  # (Y, X) int32 node ids 1..n_t per frame
+        # (frame, node) of every object a pinned link holds: their tracks are not cleaned up
+        self.pinned_nodes = [
+            *((t, i) for t, links in enumerate(pinned or []) for i in links),
+            *(
+                (t + 1, j)
+                for t, links in enumerate(pinned or [])
+                for js in links.values()
+                for j in js
+            ),
+        ]
         self.n_frames = len(frames)
         yy, xx = np.indices(frames[0].shape) if frames else (None, None)
         self.area, self.cy, self.cx, self.track_of = [], [], [], []
@@ -81,6 +99,10 @@ class _TrackTable:
             if parent:
                 kids.setdefault(parent, []).append(tid)
         return kids
+
+    def pinned_tracks(self) -> set[int]:
+        """Tracks that hold a pinned link (as they are now, after any merges)."""
+        return {int(self.track_of[t][i]) for t, i in self.pinned_nodes}
 
     def length(self, tid: int) -> int:
         return self.table[tid][1] - self.table[tid][0] + 1
@@ -121,7 +143,8 @@ class _TrackTable:
         kids = self.children()
         sizes = [a[1:][a[1:] > 0] for a in self.area]
         typical = float(np.median(np.concatenate(sizes))) if any(len(a) for a in sizes) else 0.0
-        for tid in [k for k in self.table if self.length(k) < min_length]:
+        pinned = self.pinned_tracks()
+        for tid in [k for k in self.table if self.length(k) < min_length and k not in pinned]:
             first, last, _ = self.table[tid]
             if (
                 tid not in kids
@@ -160,8 +183,9 @@ class _TrackTable:
         while changed:
             changed = False
             kids = self.children()
+            pinned = self.pinned_tracks()
             for parent, pair in kids.items():
-                if len(pair) != 2:
+                if len(pair) != 2 or pinned & {parent, *pair}:
                     continue
                 first = self.table[pair[0]][0]
                 size = {k: self.area_at(k, first) for k in pair}
@@ -254,14 +278,18 @@ def _finish(
     min_child_ratio: float,
     max_gap: int,
     max_gap_distance: float,
+    pinned: list[dict[int, list[int]]] | None = None,
+    missed_pins: list | None = None,
 ) -> TrackingResult:
-    table = _TrackTable(frames, edges)
+    table = _TrackTable(frames, edges, pinned)
     table.merge_false_splits(min_split_frames, min_child_ratio)
     table.absorb_short_tracks(min_track_length)
     table.join_single_children()
     if max_gap > 0:
         table.bridge_gaps(max_gap, max_gap_distance)
-    return table.result()
+    result = table.result()
+    result.missed_pins = list(missed_pins or [])
+    return result
 
 
 _CLEANUP_DOC = """min_track_length : int

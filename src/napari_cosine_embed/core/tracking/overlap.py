@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 
 import numpy as np
@@ -13,6 +13,7 @@ from scipy.optimize import linear_sum_assignment
 from ..errors import InputError
 from ..grouping import relabel_consecutive
 from ._table import _CLEANUP_DOC, TrackingResult, _finish, _overlaps
+from .pins import Pin, apply_pins, pair_pins, pins_by_frame
 
 
 def _link_pair(
@@ -101,7 +102,8 @@ def _split_back(
     max_frames: int,
     depth: float,
     min_ratio: float,
-    link: Callable[[np.ndarray, np.ndarray], dict[int, list[int]]],
+    link: Callable[[int, np.ndarray, np.ndarray], dict[int, list[int]]],
+    pinned: list[dict[int, list[int]]],
 ) -> None:
     """Move the divisions of ``edges[t]`` (frame t -> t + 1) back while the mother looks like two.
 
@@ -109,6 +111,7 @@ def _split_back(
     division is seen late. Here the mother of a division at ``t -> t + 1`` is cut in frame
     ``t`` along her daughters (:func:`_split_by_seeds`); if that works the frame's links are
     rebuilt, and the same is tried one frame earlier, at most ``max_frames`` frames back.
+    A pinned object (``pinned[t]``: ``{i: [j, ...]}`` of the pair ``t, t + 1``) is never cut.
     ``frames`` and ``edges`` are changed in place.
     """
     for mother, kids in list(edges[t].items()):
@@ -116,6 +119,9 @@ def _split_back(
             continue
         k, node, pair = t, mother, kids
         for _ in range(max_frames):
+            held = k > 0 and any(node in js for js in pinned[k - 1].values())
+            if node in pinned[k] or held:
+                break
             nxt = frames[k + 1]
             mask = frames[k] == node
             part = _split_by_seeds(
@@ -129,7 +135,7 @@ def _split_back(
             edges[k][new] = [pair[1]]
             if k == 0:
                 break
-            edges[k - 1] = link(frames[k - 1], frames[k])
+            edges[k - 1] = link(k - 1, frames[k - 1], frames[k])
             before = [p for p, js in edges[k - 1].items() if sorted(js) == sorted([node, new])]
             if not before:
                 break
@@ -148,6 +154,7 @@ def link_labels(
     max_gap_distance: float = 20.0,
     split_back: int = 0,
     split_back_depth: float = 0.05,
+    pins: Iterable[Pin] = (),
 ) -> TrackingResult:
     """Link per-frame instance labels into tracks by overlap.
 
@@ -171,6 +178,10 @@ def link_labels(
     split_back_depth : float
         Smallest neck of such a cut, in [0, 1): each part's largest distance to the edge must
         exceed the largest on the cut by this fraction of the mother's largest distance.
+    pins : iterable of Pin
+        Links to keep (:mod:`.pins`): the objects under each pin's points are linked, take part
+        in no other link, are never cut, and their tracks are left alone by the clean-up. Pins
+        no object holds are listed in the result's ``missed_pins``.
     {cleanup}
 
     Returns
@@ -197,9 +208,28 @@ def link_labels(
         for t in range(labels.shape[0])
     ]
     link = partial(_link_pair, min_iou=min_iou, min_child_overlap=min_child_overlap)
+    grouped = pins_by_frame(pins)
+    pinned, missed = (
+        [],
+        [p for t, ps in grouped.items() if not 0 <= t < len(frames) - 1 for p in ps],
+    )
+    for t, (a, b) in enumerate(itertools.pairwise(frames)):
+        links, lost = pair_pins(a, b, grouped.get(t, ()))
+        pinned.append(links)
+        missed.extend(lost)
+
+    def link_t(t: int, a: np.ndarray, b: np.ndarray) -> dict[int, list[int]]:
+        return apply_pins(
+            link(a, b),
+            pinned[t],
+            lambda free_a, free_b: link(a, b, free_a=free_a, free_b=free_b),
+            int(a.max(initial=0)),
+            int(b.max(initial=0)),
+        )
+
     edges = []
     for t, (a, b) in enumerate(itertools.pairwise(frames)):
-        edges.append(link(a, b))
+        edges.append(link_t(t, a, b))
         if split_back > 0:
             _split_back(
                 frames,
@@ -208,7 +238,8 @@ def link_labels(
                 max_frames=split_back,
                 depth=split_back_depth,
                 min_ratio=min_child_ratio,
-                link=link,
+                link=link_t,
+                pinned=pinned,
             )
     return _finish(
         frames,
@@ -218,6 +249,8 @@ def link_labels(
         min_child_ratio=min_child_ratio,
         max_gap=max_gap,
         max_gap_distance=max_gap_distance,
+        pinned=pinned,
+        missed_pins=missed,
     )
 
 

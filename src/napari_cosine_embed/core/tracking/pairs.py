@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from functools import partial
 
 import numpy as np
@@ -11,6 +11,7 @@ from ..errors import InputError
 from ..grouping import HDBSCANGrouper, postprocess
 from ._table import _CLEANUP_DOC, TrackingResult, _finish, _overlaps
 from .overlap import _link_pair
+from .pins import Pin, apply_pins, pair_pins, pins_by_frame
 
 
 def _pair_edges(
@@ -111,6 +112,7 @@ def track_pairs(
     min_size: int = 0,
     fill_holes: bool = False,
     split_depth: float = 0.0,
+    pins: Iterable[Pin] = (),
 ) -> Generator[tuple[int, int], None, TrackingResult]:
     """Segment and track a movie by clustering pairs of consecutive frames (Payer et al.).
 
@@ -137,6 +139,8 @@ max_points
         Instances smaller than this (pixels) are linked by overlap only, not by the clusters.
     min_size, fill_holes, split_depth
         Clean-up of each frame's instances, as in :func:`~..grouping.postprocess`.
+    pins : iterable of Pin
+        Links to keep, as in :func:`link_labels`.
     {cleanup}
 
     Yields
@@ -169,6 +173,29 @@ max_points
     def clean(labels: np.ndarray) -> np.ndarray:
         return postprocess(labels, min_size=min_size, fill=fill_holes, split_depth=split_depth)
 
+    grouped = pins_by_frame(pins)
+    pinned: list[dict[int, list[int]]] = []
+    missed = [p for t, ps in grouped.items() if not 0 <= t < n - 1 for p in ps]
+
+    def pinned_edges(pair: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[int, list[int]]:
+        links, lost = pair_pins(a, b, grouped.get(len(pinned), ()))
+        pinned.append(links)
+        missed.extend(lost)
+        return apply_pins(
+            link(pair, a, b),
+            links,
+            lambda free_a, free_b: _link_pair(
+                a,
+                b,
+                min_iou=min_iou,
+                min_child_overlap=min_child_overlap,
+                free_a=free_a,
+                free_b=free_b,
+            ),
+            int(a.max(initial=0)),
+            int(b.max(initial=0)),
+        )
+
     total = max(n - 1, 1)
     if n == 1:
         seg = clean(cluster(np.asarray(embeddings[0]), np.asarray(foregrounds[0]) > 0))
@@ -189,11 +216,11 @@ max_points
             frames.append(clean(pairs[-1][0]))
             emb, fg = emb_next, fg_next
             if t > 0:
-                edges.append(link(pairs[-2], frames[-2], frames[-1]))
+                edges.append(pinned_edges(pairs[-2], frames[-2], frames[-1]))
                 pairs[-2] = None  # only the last pair's labels are still needed
             yield t + 1, total
         frames.append(clean(pairs[-1][1]))
-        edges.append(link(pairs[-1], frames[-2], frames[-1]))
+        edges.append(pinned_edges(pairs[-1], frames[-2], frames[-1]))
     return _finish(
         frames,
         edges,
@@ -202,6 +229,8 @@ max_points
         min_child_ratio=min_child_ratio,
         max_gap=max_gap,
         max_gap_distance=max_gap_distance,
+        pinned=pinned,
+        missed_pins=missed,
     )
 
 
