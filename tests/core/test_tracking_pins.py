@@ -145,3 +145,36 @@ def test_track_pairs_keeps_pins_too():
 @pytest.mark.parametrize("values", [[0, 1, 2, 3, 4], [7, 10, 20, 30, 40]])
 def test_pin_list_round_trip(values):
     assert Pin.from_list(values).as_list() == values
+
+
+def test_pins_file_round_trip_and_bad_file(tmp_path):
+    from napari_cosine_embed.core.errors import InputError
+    from napari_cosine_embed.core.tracking.pins import read_pins, write_pins
+
+    pins = [Pin(0, (1, 2), (3, 4)), Pin(5, (6, 7), (8, 9))]
+    write_pins(tmp_path / "pins.json", pins)
+    assert read_pins(tmp_path / "pins.json") == pins
+    (tmp_path / "bad.json").write_text('{"pins": [[1, 2]]}')
+    with pytest.raises(InputError, match="not a pins file"):
+        read_pins(tmp_path / "bad.json")
+    with pytest.raises(InputError, match="cannot read pins"):
+        read_pins(tmp_path / "missing.json")
+
+
+def test_track_command_keeps_the_links_of_a_curated_result(tmp_path):
+    import tifffile
+
+    from napari_cosine_embed.cli import main
+    from napari_cosine_embed.core.io.ctc import read_ctc_result, write_ctc_result
+
+    movie, lineage = conveyor()
+    tifffile.imwrite(tmp_path / "labels.tif", movie)
+    curated = write_ctc_result(tmp_path / "curated_RES", movie, lineage)
+    assert main(["track", str(tmp_path / "labels.tif"), "-o", str(tmp_path / "plain")]) == 0
+    argv = ["track", str(tmp_path / "labels.tif"), "-o", str(tmp_path / "pinned")]
+    assert main([*argv, "--pins", str(curated)]) == 0
+    for folder, expect in (("plain", False), ("pinned", True)):
+        labels, found = read_ctc_result(tmp_path / folder)
+        result = type("R", (), {"labels": labels, "lineage": found})
+        pins = pins_from_tracks(movie, lineage)
+        assert all(linked(result, p) for p in pins) is expect

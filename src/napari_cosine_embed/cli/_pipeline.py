@@ -353,6 +353,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     out = Path(args.out)
     _check_paths(args)
     inputs = _inputs([Path(p) for p in args.input], not config.track)
+    pins = _pins(args)
     model = load_model(config.model)
     notes = [_check_model_unchanged(args, model)]
     config = config.for_model(model)  # the threshold it will use, in the settings too
@@ -394,6 +395,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     with contextlib.suppress(OSError, ValueError):  # a note: a full stderr must not stop work
         print(size.describe(), file=sys.stderr, flush=True)
     settings = _settings(config, model, args.input)
+    if args.pins:
+        settings["pins"] = str(args.pins)
     text = json.dumps(settings, indent=2, default=str) + "\n"
     n, shape = movie.shape[0], tuple(view.shape[-2:])
     dim = model.config.embedding_dim
@@ -406,7 +409,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             ))) / "cache.zarr"  # fmt: skip
         store = EmbeddingStore(n, dim, shape, path=cache, **ids) if cache else None
         result = _drive(
-            run_pipeline(movie, config, model=model, store=store, threads=threads), progress
+            run_pipeline(movie, config, model=model, store=store, threads=threads, pins=pins),
+            progress,
         )
 
     _write_tracks(out, result, text, overwrite=args.overwrite)
@@ -418,6 +422,20 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         f"({seconds})"
     )
     return 0
+
+
+def _pins(args: argparse.Namespace) -> list:
+    """The ``--pins`` links to keep (a pins JSON file, or a curated tracked folder), or none."""
+    if not getattr(args, "pins", None):
+        return []
+    from ..core.tracking.pins import read_pins
+
+    if getattr(args, "no_track", False):
+        raise InputError("--pins keeps links when tracking; it cannot go with --no-track")
+    pins = read_pins(Path(args.pins))
+    with contextlib.suppress(OSError, ValueError):
+        print(f"keeping {len(pins)} pinned link(s) from {args.pins}", file=sys.stderr, flush=True)
+    return pins
 
 
 def _read_label_movie(path: Path):
@@ -447,6 +465,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
     check_output(out, [("input", args.labels)])
     check_writable(out, kind="folder", overwrite=args.overwrite)
     labels = _read_label_movie(Path(args.labels))
+    pins = _pins(args)
     if labels.ndim != 3 or not np.issubdtype(labels.dtype, np.integer):
         raise InputError(
             f"{args.labels}: need an integer label movie (T, Y, X), got {labels.shape}"
@@ -461,10 +480,14 @@ def _cmd_track(args: argparse.Namespace) -> int:
     )
     options = link_options(config)
     tic = time.perf_counter()
-    result = link_labels(np.asarray(labels), **options)
+    result = link_labels(np.asarray(labels), **options, pins=pins)
     settings = {"program": "napari-cosine-embed track", "version": __version__}
     settings.update(input=str(args.labels), parameters=options)
+    if args.pins:
+        settings["pins"] = str(args.pins)
     _write_tracks(out, result, json.dumps(settings, indent=2) + "\n", overwrite=args.overwrite)
+    if result.missed_pins:
+        _warn("track", [f"{len(result.missed_pins)} pinned link(s) could not be kept"])
     print(f"wrote {out}: {len(result.lineage)} tracks in {time.perf_counter() - tic:.1f} s")
     return 0
 
@@ -587,6 +610,12 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--settings", help="settings.json of an earlier run: start from its parameters")
     p.add_argument("--cache", help="keep the embeddings in this zarr folder (reused when rerun)")
+    p.add_argument(
+        "--pins",
+        metavar="PINS",
+        help="links to keep when tracking: a pins JSON file (the Correct widget keeps one in its "
+        "project folder), or a curated CTC result folder or GEFF, all of whose links are kept",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=_validate.checked(p, _cmd_segment, _validate.check_segment))
 
@@ -612,6 +641,12 @@ def add_commands(sub) -> None:
             default=getattr(PipelineConfig, name),
             help=f"{what} (default {getattr(PipelineConfig, name)}, as in segment)",
         )
+    t.add_argument(
+        "--pins",
+        metavar="PINS",
+        help="links to keep when tracking: a pins JSON file (the Correct widget keeps one in its "
+        "project folder), or a curated CTC result folder or GEFF, all of whose links are kept",
+    )
     t.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     t.set_defaults(func=_cmd_track)
 

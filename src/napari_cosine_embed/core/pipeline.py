@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
@@ -334,6 +334,7 @@ def run_pipeline(
     model: Any = None,
     store: Any = None,
     threads: ThreadGovernor | None = None,
+    pins: Sequence[Any] = (),
 ) -> Generator[Progress, None, PipelineResult]:
     """Segment (and track) a movie frame by frame.
 
@@ -350,6 +351,9 @@ def run_pipeline(
     threads : ThreadGovernor, optional
         Re-decides torch's CPU thread count before each frame is embedded or grouped (see
         :mod:`.threads`); None leaves it as it is.
+    pins : sequence of tracking.Pin, optional
+        Links to keep when tracking (:mod:`.tracking.pins`), in the input's pixels; those no
+        object holds are named in the result's warnings.
 
     Yields
     ------
@@ -455,6 +459,7 @@ def run_pipeline(
     tic = time.perf_counter()
     if config.track and config.tracking == "pairs":
         from .tracking import track_pairs
+        from .tracking.pins import scale_pins
 
         embeddings = _StoreView(store, 0)
         foregrounds = _StoreView(store, 1, grouping_config)
@@ -470,6 +475,7 @@ def run_pipeline(
             min_size=g.min_size,
             fill_holes=g.fill_holes,
             split_depth=g.split_depth,
+            pins=scale_pins(pins, size.scale),
             **_cleanup(g),
         )
         while True:
@@ -480,7 +486,7 @@ def run_pipeline(
                 break
             yield Progress("track", pair, total)
         seconds["track"] = time.perf_counter() - tic
-        warnings += _empty_warning(tracked.labels, store, config)
+        warnings += _empty_warning(tracked.labels, store, config) + _missed(tracked)
         tracked = _restore_size(tracked, size, out_shape)
         return PipelineResult(
             tracked.labels,
@@ -512,13 +518,26 @@ def run_pipeline(
 
     tic = time.perf_counter()
     yield Progress("track", 0, 1)
-    tracked = link_labels(labels, **link_options(config))
+    tracked = link_labels(labels, **link_options(config), pins=pins)
     del labels
+    warnings += _missed(tracked)
     seconds["track"] = time.perf_counter() - tic
     yield Progress("track", 1, 1)
     return PipelineResult(
         tracked.labels, tracked.lineage, tracked.tracks, tracked.graph, seconds, warnings, size
     )
+
+
+def _missed(tracked: Any) -> list[str]:
+    """A warning naming the pinned links no object of the new segmentation held."""
+    missed = tracked.missed_pins
+    if not missed:
+        return []
+    frames = _ranges(sorted({p.t for p in missed}))
+    return [
+        f"{len(missed)} pinned link(s) could not be kept (no object under a pinned point in "
+        f"frame(s) {frames}); check those frames"
+    ]
 
 
 def _restore_size(tracked: Any, size: SizePlan, shape: tuple[int, ...]) -> Any:

@@ -26,6 +26,9 @@ __all__ = [
     "pinned_links",
     "pins_by_frame",
     "pins_from_tracks",
+    "read_pins",
+    "scale_pins",
+    "write_pins",
 ]
 
 
@@ -186,3 +189,60 @@ def apply_pins(
             kept.setdefault(i, []).extend(js)
     kept.update({i: list(js) for i, js in pinned.items()})
     return kept
+
+
+def scale_pins(pins: Iterable[Pin], scale: float) -> list[Pin]:
+    """The pins for frames resized by ``scale`` (points land on the same objects)."""
+    if scale == 1:
+        return list(pins)
+
+    def at(point: tuple[int, int]) -> tuple[int, int]:
+        return int(point[0] * scale), int(point[1] * scale)
+
+    return [Pin(p.t, at(p.source), at(p.target)) for p in pins]
+
+
+def write_pins(path, pins: Iterable[Pin], *, overwrite: bool = True) -> None:
+    """Write pins as JSON, ``{"pins": [[t, y, x, y', x'], ...]}``, atomically."""
+    import json
+
+    from ..io._atomic import atomic_write
+
+    text = json.dumps({"pins": [p.as_list() for p in pins]}) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text), overwrite=overwrite)
+
+
+def read_pins(path) -> list[Pin]:
+    """Pins from a JSON file (:func:`write_pins`), or every link of a tracked movie on disk.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.json`` file of pins, or a CTC result folder, CTC ground truth or GEFF whose
+        links all become pins (a curated result, say).
+
+    Raises
+    ------
+    InputError
+        Unreadable or malformed.
+    """
+    import json
+    from pathlib import Path
+
+    from ..io.tracked import is_tracked, read_tracked
+
+    path = Path(path)
+    if path.is_dir() and is_tracked(path):
+        tracked = read_tracked(path)
+        if tracked.labels is None:
+            raise InputError(f"{path}: tracks without a segmentation cannot be pinned")
+        return pins_from_tracks(tracked.labels, tracked.lineage)
+    try:
+        content = json.loads(path.read_text())
+        return [Pin.from_list(values) for values in content["pins"]]
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read pins ({exc.strerror or exc})") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(
+            f"{path}: not a pins file ({{\"pins\": [[t, y, x, y', x'], ...]}}): {exc}"
+        ) from None
