@@ -339,3 +339,25 @@ def test_random_edits_and_undos_stay_consistent():
     np.testing.assert_array_equal(res, original)
     assert parents == original_parents
     assert_valid(res, index, parents)
+
+
+def test_review_list_finds_what_needs_a_look():
+    res, parents = tracker_output()
+    res[7][res[7] == 3] = 0
+    res[8][res[8] == 3] = 0
+    res[9][res[9] == 3] = 0  # 3 (was 2 from frame 5 on) now vanishes mid-field after frame 6
+    res[6, 84 - 3 : 84 + 4, 40 - 6 - 3 : 40 - 6 + 4] = 0  # daughter 6 shrinks in frame 6
+    res[6, 84 - 1 : 84 + 2, 40 - 6 - 1 : 40 - 6 + 2] = 6
+    index = TrackIndex.of(res)
+    items = curation.review_items(index, parents)
+    found = {(i.kind, i.t, i.track) for i in items}
+    assert ("division", 5, 7) in found  # the false division of 7
+    assert ("appears", 5, 11) in found  # the one-frame break
+    assert ("appears", 5, 6) in found  # the missed division's daughter
+    assert ("vanishes", 6, 3) in found
+    assert ("size", 6, 6) in found
+    assert ("size", 7, 6) in found
+    assert ("jump", 5, 4) in found  # 4 goes on as daughter 5: a jump
+    assert {(i.kind, i.t) for i in items if i.track == 1} == {("vanishes", 4)}  # the break
+    assert [i.t for i in items] == sorted(i.t for i in items)
+    assert len({i.key for i in items}) == len(items)

@@ -5,6 +5,9 @@ Layout::
     project.json        manifest: marker, format version, shape, image and labels names,
                         image fingerprint, creation time
     curated.json        {"frames": [0, 3, 7]}: frames the user checked by hand
+    tracks.json         the curated lineage ({"lineage": [[label, first, last, parent], ...]}),
+                        the pinned links ({"pins": [[t, y, x, y', x'], ...]}) and the review
+                        list's rows marked reviewed ({"reviewed": [...]})
     labels/t0003.tif    one label frame (Y, X) per edited frame, uint16 (uint32 when needed)
 
 Only edited (and curated) frames are written, so autosaving after each edit costs one small
@@ -44,6 +47,7 @@ __all__ = ["Project", "ProjectManifest", "is_project"]
 
 MANIFEST = "project.json"
 CURATED = "curated.json"
+TRACKS = "tracks.json"
 LABELS = "labels"
 _MARKER = "napari-cosine-embed project"
 _VERSION = 1
@@ -280,5 +284,31 @@ class Project:
         try:
             frames = json.loads(path.read_text())["frames"]
             return sorted({self._check_t(t) for t in frames})
+        except (ValueError, KeyError, TypeError) as err:
+            raise InputError(f"{path} is damaged: {err}") from err
+
+    # -- tracks: lineage, pins, review -----------------------------------------------------------
+    def save_tracks(self, lineage, *, pins=(), reviewed=()) -> None:
+        """Record the lineage of the labels, the pinned links and the reviewed rows."""
+        rows = np.asarray(lineage, dtype=np.int64).reshape(-1, 4).tolist()
+        content = {
+            "lineage": rows,
+            "pins": [list(map(int, p)) for p in pins],
+            "reviewed": sorted(str(r) for r in reviewed),
+        }
+        _write_json(self.path / TRACKS, content)
+
+    def load_tracks(self) -> tuple[np.ndarray, list[list[int]], list[str]] | None:
+        """The saved lineage rows, pins (``[t, y, x, y', x']``) and reviewed rows, or None."""
+        path = self.path / TRACKS
+        if not path.exists():
+            return None
+        try:
+            content = json.loads(path.read_text())
+            lineage = np.asarray(content["lineage"], dtype=np.int64).reshape(-1, 4)
+            pins = [[int(v) for v in p] for p in content.get("pins", [])]
+            if any(len(p) != 5 for p in pins):
+                raise ValueError("a pin has 5 numbers: t, y, x, y', x'")
+            return lineage, pins, [str(r) for r in content.get("reviewed", [])]
         except (ValueError, KeyError, TypeError) as err:
             raise InputError(f"{path} is damaged: {err}") from err

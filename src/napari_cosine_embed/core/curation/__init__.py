@@ -5,6 +5,8 @@ makes them fast on long, large movies.
   frame, refreshed only where an edit wrote.
 - :mod:`.edits`: break, join, divide, undo a division, delete from a frame on, swap from a
   frame on; each returned as a :class:`TrackEdit` that can be applied and reverted.
+- :mod:`.review`: the places that most often need a look (divisions, tracks that appear or
+  vanish away from the border, short tracks, jumps, abrupt size changes).
 """
 
 from .edits import (
@@ -18,9 +20,11 @@ from .edits import (
     swap_tracks,
 )
 from .index import Box, TrackIndex
+from .review import ReviewItem, review_items
 
 __all__ = [
     "Box",
+    "ReviewItem",
     "TrackEdit",
     "TrackIndex",
     "break_track",
@@ -29,5 +33,6 @@ __all__ = [
     "join_tracks",
     "make_division",
     "remove_division",
+    "review_items",
     "swap_tracks",
 ]
