@@ -17,6 +17,7 @@ when the list is computed again after an edit.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -124,7 +125,7 @@ def review_items(
             add("vanishes", last, track, f"track {track} ends in frame {last}, no children")
         if len(frames) < short and first > 0 and last < n_frames - 1:
             add("short", first, track, f"track {track} lasts {len(frames)} frame(s)")
-        for a, b in zip(frames, frames[1:], strict=False):
+        for a, b in itertools.pairwise(frames):
             before, after = index.box(a, track), index.box(b, track)
             moved = float(np.hypot(after.y - before.y, after.x - before.x))
             if diameter and moved > jump * diameter:
