@@ -31,14 +31,14 @@ def test_the_panel_is_in_the_plugins_menu_and_fits_1366x768(make_napari_viewer):
 
     dock, panel = viewer.window.add_plugin_dock_widget(PLUGIN, "Cosine Embed")
     assert isinstance(panel, WorkflowPanel)
-    assert [panel.tabs.tabText(i) for i in range(6)] == [
-        "1 Embed", "2 Group", "3 Track", "4 Correct", "5 Tune", "6 Export"
+    assert [panel.tabs.tabText(i) for i in range(7)] == [
+        "1 Embed", "2 Group", "3 Track", "4 Correct", "5 Lineage", "6 Tune", "7 Export"
     ]  # fmt: skip
     hint = panel.sizeHint()
     assert hint.width() <= 460
     assert hint.height() <= 700  # the screen's 768 less the menu and title bars
     assert panel.minimumSizeHint().height() <= 700
-    # the six titles fit the panel without scroll buttons
+    # the titles fit the panel without scroll buttons
     assert panel.tabs.tabBar().sizeHint().width() <= hint.width()
     # every step widget is there, the same classes as the single docks
     assert [type(w).__name__ for w in panel.steps.values()] == [s[2] for s in STEPS]
@@ -71,7 +71,7 @@ def test_the_hint_says_what_each_step_needs_and_tabs_turn_green_when_done(
     labels = viewer.add_labels(np.zeros((3, 32, 32), np.uint16), name="instances")
     qtbot.waitUntil(lambda: panel.done["Group"], timeout=2_000)
 
-    panel.tabs.setCurrentIndex(4)
+    panel.tabs.setCurrentIndex(5)
     assert panel.hint.text().startswith("Needs curated frames")
     session.set_curated(labels.name, 1)
     assert "1 curated frame" in panel.hint.text()

@@ -83,6 +83,9 @@ class Autosave:
         Frames to check and write on the next save.
     curated_dirty : bool
         The curated list is to be written on the next save.
+    extra_save : callable or None
+        Writes more of the layer's state into the project (the Tracks widget: lineage, pins,
+        reviewed rows); called on the next save after :meth:`mark` ``(extra=True)``.
     digests : dict of int to str
         Frame -> digest of what the project holds for it.
     """
@@ -109,6 +112,8 @@ class Autosave:
         self.project: Project | None = None
         self.dirty: set[int] = set()
         self.curated_dirty = False
+        self.extra_save: Callable[[Project], None] | None = None
+        self.extra_dirty = False
         self.digests: dict[int, str] = {}
         self._data_ref: weakref.ref | None = None  # the layer's array, to see it replaced
         self._project_dirs: dict[str, Path] = {}  # labels layer name -> its project folder
@@ -149,6 +154,13 @@ class Autosave:
                 self._data_ref = weakref.ref(layer.data)
             layer.events.paint.connect(self.on_paint)
             layer.events.set_data.connect(self.on_set_data)
+
+    def mark(self, frames=(), *, extra: bool = False) -> None:
+        """Save these frames (and the extra state) soon: what an undo of a multi-frame edit
+        changed, which napari does not say."""
+        self.dirty.update(int(t) for t in frames)
+        self.extra_dirty = self.extra_dirty or extra
+        self.timer.start()
 
     def curated_changed(self) -> None:
         """The watched layer's curated frames changed: save them soon."""
@@ -220,7 +232,7 @@ class Autosave:
         """Write the changed frames and the curated list now; returns the project (if any)."""
         self.timer.stop()
         layer = self.layer
-        if layer is None or not (self.dirty or self.curated_dirty):
+        if layer is None or not (self.dirty or self.curated_dirty or self.extra_dirty):
             return self.project
         try:
             project = self._ensure_project(layer)
@@ -234,6 +246,9 @@ class Autosave:
             if self.curated_dirty:
                 project.save_curated(self._session.curated_frames(layer.name))
                 self.curated_dirty = False
+            if self.extra_dirty and self.extra_save is not None:
+                self.extra_save(project)
+            self.extra_dirty = False
         except (InputError, OutputExistsError, OSError) as exc:
             self._label.value = f"autosave failed: {exc}"
             raise

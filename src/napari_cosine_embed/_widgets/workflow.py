@@ -1,4 +1,5 @@
-"""The workflow panel: the six steps (Embed, Group, Track, Correct, Fine-tune, Export) in one dock.
+"""The workflow panel: the steps (Embed, Group, Track, Correct, Lineage, Fine-tune, Export) in
+one dock.
 
 Docked from the Plugins menu as "Cosine Embed". Each step is the same widget as the single
 docks, in a numbered tab with a scroll area, so the panel fits a 1366x768 screen beside a
@@ -33,19 +34,20 @@ if TYPE_CHECKING:
 __all__ = ["STEPS", "WorkflowPanel", "step_hint"]
 
 #: (step, the step's widget class, by module and name, its short tab title): the order a user
-#: goes through. Six titles must fit the panel's width without scrolling the tab bar.
+#: goes through. The titles must fit the panel's width without scrolling the tab bar.
 STEPS = (
     ("Embed", "embed", "EmbedWidget", "Embed"),
     ("Group", "group", "GroupWidget", "Group"),
     ("Track", "track", "TrackWidget", "Track"),
     ("Correct", "correct", "CorrectWidget", "Correct"),
+    ("Lineage", "tracks", "TracksWidget", "Lineage"),
     ("Fine-tune", "finetune", "FinetuneWidget", "Tune"),
     ("Export", "export", "ExportWidget", "Export"),
 )
 
 #: The panel's preferred size: narrow beside the canvas, short enough for a 768 px screen
 #: (menus, title bar and the layer list take the rest).
-PANEL_WIDTH, PANEL_HEIGHT = 440, 600
+PANEL_WIDTH, PANEL_HEIGHT = 460, 600
 #: The labels layers the plugin makes, drawn as outlines of this width when asked.
 OUTPUT_LABELS = ("preview", "instances", "tracked")
 OUTLINE_WIDTH = 2
@@ -102,8 +104,17 @@ def step_hint(step: str, viewer: Any, session: Any) -> tuple[str, bool]:
         total = sum(curated.values())
         return (
             "Fix what is wrong (merge, split, delete, add), then mark each corrected frame "
-            f"curated ({total} so far). Next: 5 Fine-tune, with 2 or more curated frames.",
+            f"curated ({total} so far). Next: 5 Lineage for the tracks, 6 Fine-tune with 2 or "
+            "more curated frames.",
             total > 0,
+        )
+    if step == "Lineage":
+        if named_layer(viewer, "tracked") is None and not _layers(viewer, "Tracks"):
+            return "Needs tracks: track in 3 Track, or open a CTC result or a GEFF.", False
+        return (
+            "Walk the review list, fix links and divisions (Ctrl-Z undoes), pin what is right; "
+            "Track again keeps the pinned links. Next: 6 Fine-tune or 7 Export.",
+            False,
         )
     if step == "Fine-tune":
         curated = max((len(session.curated_frames(x.name)) for x in labels), default=0)
@@ -111,12 +122,15 @@ def step_hint(step: str, viewer: Any, session: Any) -> tuple[str, bool]:
             return "Needs curated frames: mark corrected frames in 4 Correct.", False
         return (
             f"Fine-tune on the {curated} curated frame(s), then use the new model and "
-            "re-embed (1) to see whether it helped. Next: 6 Export.",
+            "re-embed (1) to see whether it helped. Next: 7 Export.",
             False,
         )
     if not labels:
         return "Needs labels to export: group (2) and track (3) first.", False
-    return "Write the labels and their tracks (CTC result or ground truth, or a TIFF).", False
+    return (
+        "Write the labels and their tracks (CTC result or ground truth, GEFF, or a TIFF).",
+        False,
+    )
 
 
 class WorkflowPanel(QWidget):
