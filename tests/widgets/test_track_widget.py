@@ -165,3 +165,33 @@ def test_pair_options_start_from_the_segment_defaults_and_follow_the_model(make_
     assert widget._threshold.value == pytest.approx(0.4)
     session.set_model("default")
     assert widget._threshold.value == pytest.approx(d.for_model(None).foreground_threshold)
+
+
+def test_tracking_again_keeps_the_links_pinned_in_the_lineage_widget(make_napari_viewer, qtbot):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "core"))
+    from test_tracking_pins import conveyor, linked
+
+    from napari_cosine_embed.core.tracking import pins_from_tracks
+
+    movie, lineage = conveyor()  # the overlap linking gets every link of it wrong
+    viewer = make_napari_viewer()
+    viewer.add_labels(_shuffle_per_frame(movie), name="instances")
+    widget = _dock(viewer)
+    pins = pins_from_tracks(movie, lineage, frames=[1, 2])
+    session_for(viewer).pins["tracked"] = pins
+    _click_and_wait(qtbot, widget)
+    qtbot.waitUntil(lambda: widget.shown_result.done, timeout=10_000)
+    tracked = next(x for x in viewer.layers if x.name == "tracked")
+
+    def result():
+        # these pins are continuations only: the lineage's parents are not needed
+        return type("R", (), {"labels": tracked.data, "lineage": lineage_from_labels(tracked.data)})
+
+    assert all(linked(result(), p) for p in pins)
+    widget._keep_pins.value = False
+    _click_and_wait(qtbot, widget)
+    qtbot.waitUntil(lambda: widget.shown_result.done, timeout=10_000)
+    assert not any(linked(result(), p) for p in pins if p.source[0] < 20)

@@ -34,6 +34,8 @@ class Session:
         ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
     curated : dict of str to set of int
         Frames marked as curated, per labels layer name.
+    pins : dict of str to list of Pin
+        Pinned links, per labels layer name.
     project_dir : Path or None
         Where corrections are autosaved (None: nowhere yet).
     busy : set of str
@@ -77,6 +79,9 @@ class Session:
         # image layer (weak) -> (store, image fingerprint)
         self._stores: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.curated: dict[str, set[int]] = {}
+        # labels layer name -> links the user made or confirmed (core.tracking.Pin), kept when
+        # tracking again (the Lineage widget fills it, the Track widget reads it)
+        self.pins: dict[str, list] = {}
         self.project_dir: Path | None = None
         self.busy: set[str] = set()
         self._warming = False

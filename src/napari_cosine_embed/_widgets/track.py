@@ -6,6 +6,10 @@ Group widget or from any other tool), or Payer et al.'s clustering of frame pair
 (:func:`~..core.tracking.track_pairs`), which segments and tracks at once from the embeddings
 cached for an image layer. The result is written to a labels layer "tracked" (one id per
 track) and a Tracks layer "tracks" (centroids, with the division graph).
+
+Links the user made or confirmed in the Lineage widget on "tracked" are pinned: tracking again
+(after a new segmentation or a fine-tuned model) keeps them and solves the rest around them,
+unless "keep pinned links" is unticked.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, SpinBox
 
 from ..core.errors import InputError
 from ..core.pipeline import PipelineConfig
@@ -144,6 +148,10 @@ class TrackWidget(Container):
             tooltip="cut a mother along her daughters up to this many frames before a division "
             "that is seen late because the daughters touched; 0: never",
         )
+        self._keep_pins = CheckBox(text="keep pinned links", value=True)
+        self._keep_pins.tooltip = (
+            "links and divisions you made or pinned in the Lineage widget stay as they are"
+        )
         self._control = JobControl(self._session, "track", "Track")
         #: The showing of the last result: ``shown_result.done`` once both layers are in place.
         self.shown_result: Turns | None = None
@@ -161,6 +169,7 @@ class TrackWidget(Container):
                 self._min_child_ratio,
                 self._max_gap,
                 self._split_back,
+                self._keep_pins,
                 self._control,
             ]
         )
@@ -198,7 +207,14 @@ class TrackWidget(Container):
             "min_split_frames": int(self._min_split_frames.value),
             "min_child_ratio": float(self._min_child_ratio.value),
             "max_gap": int(self._max_gap.value),
+            "pins": self.pins(),
         }
+
+    def pins(self) -> list:
+        """The pinned links of the tracked labels to keep (none when unticked)."""
+        if not self._keep_pins.value:
+            return []
+        return list(self._session.pins.get(LABELS_NAME, []))
 
     # -- run -----------------------------------------------------------------------------
     def _run(self) -> None:
@@ -260,7 +276,10 @@ class TrackWidget(Container):
         ones (built in the worker) inserted one per turn of the event loop."""
         n_tracks = len(result.lineage)
         n_divisions = len({p[0] for p in result.graph.values()})
-        self._control.set_status(f"{n_tracks} tracks, {n_divisions} divisions")
+        status = f"{n_tracks} tracks, {n_divisions} divisions"
+        if result.missed_pins:
+            status += f"; {len(result.missed_pins)} pinned link(s) not kept (no object there)"
+        self._control.set_status(status)
 
         def show_labels() -> None:
             labels = self._layer_named(LABELS_NAME)

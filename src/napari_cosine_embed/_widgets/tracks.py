@@ -278,6 +278,7 @@ class TracksWidget(Container):
             return  # another layer, or new data, since
         state.index = index
         self._restore(state)
+        self._session.pins[state.layer.name] = state.pins
         self.refresh()
 
     def _restore(self, state: TrackState) -> None:
@@ -306,6 +307,8 @@ class TracksWidget(Container):
     def _state_changed(self, what: str) -> None:
         if self.state is not None and self.state.index is None and self.state.layer is not None:
             self._index()  # new data in the layer
+        if self.state is not None:
+            self._session.pins[self.state.layer.name] = self.state.pins
         self._say(what)
         self._autosave.mark(extra=True)
         self._timer.start()
