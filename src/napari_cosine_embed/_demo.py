@@ -10,7 +10,7 @@ PLUGIN = "napari-cosine-embed"
 #: The workflow panel's name in ``napari.yaml`` (the "Cosine Embed" entry of the Plugins menu).
 PANEL = "Cosine Embed"
 #: Its steps in the order of the workflow (the single widgets' display names).
-WIDGETS = ("Embed", "Group", "Track", "Correct", "Fine-tune", "Export")
+WIDGETS = ("Embed", "Group", "Track", "Correct", "Lineage", "Fine-tune", "Export")
 #: A window that fits a 1600 x 1000 screen with room for a desktop's panels (a smaller screen
 #: gets its available area).
 WINDOW_SIZE = (1500, 920)

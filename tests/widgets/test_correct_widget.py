@@ -235,7 +235,7 @@ def test_curated_list_autosave_and_load_project(setup, projects_root, qtbot):
     widget._ids.value = "1 2"
     widget.merge()
     qtbot.waitUntil(
-        lambda: session.project_dir is not None and not widget._autosave.dirty, timeout=5000
+        lambda: session.project_dir is not None and not widget._autosave.pending, timeout=5000
     )
     root = session.project_dir
     assert root.parent == projects_root

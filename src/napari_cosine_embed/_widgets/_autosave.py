@@ -15,12 +15,14 @@ import contextlib
 import datetime as _dt
 import hashlib
 import re
+import threading
 import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from qtpy.QtCore import QObject, Signal
 
 from ..core.errors import InputError, OutputExistsError
 from ..core.project import Project, is_project
@@ -43,6 +45,12 @@ def default_project_dir(labels_name: str, *, root: Path | None = None) -> Path:
         n += 1
         path = base.with_name(f"{base.name}-{n}")
     return path
+
+
+class _Reporter(QObject):
+    """Carries a background save's failure to the main thread (Qt queues the signal)."""
+
+    failed = Signal(str, list)
 
 
 def frame_of(layer: Any, t: int) -> np.ndarray:
@@ -107,7 +115,11 @@ class Autosave:
         self.timer = QTimer(parent)
         self.timer.setSingleShot(True)
         self.timer.setInterval(AUTOSAVE_MS)
-        self.timer.timeout.connect(guarded(self.flush))
+        self.timer.timeout.connect(guarded(lambda: self.flush(wait=False)))
+        self._writer: threading.Thread | None = None
+        self._lock = threading.Lock()  # the digests, shared with the writer thread
+        self._reporter = _Reporter(parent)
+        self._reporter.failed.connect(self._failed)
         self.layer: Any = None
         self.project: Project | None = None
         self.dirty: set[int] = set()
@@ -228,21 +240,29 @@ class Autosave:
         self.show()
         return self.project
 
-    def flush(self) -> Project | None:
-        """Write the changed frames and the curated list now; returns the project (if any)."""
+    def flush(self, *, wait: bool = True) -> Project | None:
+        """Write the changed frames, the curated list and the extra state; returns the project.
+
+        With ``wait`` (switching layers or folders, loading, an explicit save) everything is
+        written before this returns, and a failure raises. Without it (the timer after an
+        edit) the frames are written by a background thread, so that a track edit across 100
+        large frames does not hold the viewer for the half second their compression takes;
+        the frames are read from the layer's array as it was when the save began, and a frame
+        edited again meanwhile is marked and written again by the next save.
+        """
         self.timer.stop()
         layer = self.layer
         if layer is None or not (self.dirty or self.curated_dirty or self.extra_dirty):
+            if wait:
+                self._join()
+            return self.project
+        if not wait and self._writer is not None and self._writer.is_alive():
+            self.timer.start()  # the last save is still being written: try again shortly
             return self.project
         try:
+            self._join()
             project = self._ensure_project(layer)
-            for t in sorted(self.dirty):
-                frame = np.asarray(frame_of(layer, t))
-                digest = _digest(frame)
-                if self.digests.get(t) != digest:
-                    project.save_frame(t, frame)
-                    self.digests[t] = digest
-                self.dirty.discard(t)
+            frames, self.dirty = sorted(self.dirty), set()
             if self.curated_dirty:
                 project.save_curated(self._session.curated_frames(layer.name))
                 self.curated_dirty = False
@@ -252,7 +272,55 @@ class Autosave:
         except (InputError, OutputExistsError, OSError) as exc:
             self._label.value = f"autosave failed: {exc}"
             raise
+        data = layer.data
+        if wait:
+            self._write_frames(project, data, layer.ndim, frames, raise_errors=True)
+        elif frames:
+            self._writer = threading.Thread(
+                target=self._write_frames,
+                args=(project, data, layer.ndim, frames),
+                name="autosave",
+                daemon=True,
+            )
+            self._writer.start()
         return project
+
+    def _write_frames(
+        self, project: Project, data: Any, ndim: int, frames: list[int], *, raise_errors=False
+    ) -> None:
+        """Write the frames whose content differs from what the project holds."""
+        try:
+            for t in frames:
+                frame = np.array(data if ndim == 2 else data[t], copy=True)
+                digest = _digest(frame)
+                with self._lock:
+                    same = self.digests.get(t) == digest
+                if not same:
+                    project.save_frame(t, frame)
+                    with self._lock:
+                        self.digests[t] = digest
+        except (InputError, OutputExistsError, OSError) as exc:
+            if raise_errors:
+                self._label.value = f"autosave failed: {exc}"
+                raise
+            self._reporter.failed.emit(f"autosave failed: {exc}", frames)
+
+    @property
+    def pending(self) -> bool:
+        """Whether something is still to be saved or being written."""
+        writing = self._writer is not None and self._writer.is_alive()
+        return bool(self.dirty or self.curated_dirty or self.extra_dirty or writing)
+
+    def _join(self) -> None:
+        """Wait for a background save to finish."""
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+
+    def _failed(self, text: str, frames: list) -> None:
+        """A background save failed (main thread): say so, and keep its frames to save."""
+        self._label.value = text
+        self.dirty.update(frames)
 
     def set_dir(self, path: str | Path) -> None:
         """Save into ``path`` from now on (an empty or new folder, or a project)."""

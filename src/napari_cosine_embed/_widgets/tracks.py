@@ -16,6 +16,7 @@ that track and frame, and the track picked in the viewer is drawn thicker there.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,7 @@ from ._jobs import _message, notify_error
 from ._session import session_for
 from ._track_state import TrackState, parents_from_graph
 from .correct import parse_ids
-from .embed import SCRATCH_LAYERS, layer_choices, watch_layers
+from .embed import SCRATCH_LAYERS, connect_while_alive, layer_choices, watch_layers
 
 if TYPE_CHECKING:
     import napari
@@ -160,7 +161,8 @@ class TracksWidget(Container):
         self._picked: list[int] = []
         self._labels_box.changed.connect(self._labels_chosen)
         self._tracks_box.changed.connect(self._tracks_chosen)
-        viewer.dims.events.current_step.connect(self._step_changed)
+        connect_while_alive(self, [(viewer.dims.events.current_step, self._step_changed)])
+        self.native.destroyed.connect(self._closed)
         watch_layers(viewer, self._layers_changed)
         self._default_tracks()
         self._labels_chosen(self._labels_box.value)
@@ -197,6 +199,11 @@ class TracksWidget(Container):
             box.reset_choices()
         self._default_tracks()
         self._labels_chosen(self._labels_box.value)
+
+    def _closed(self, *_: Any) -> None:
+        if self.state is not None:
+            self.state.close()
+            self.state.layer.events.selected_label.disconnect(self._picked_label)
 
     def _default_tracks(self) -> None:
         """With no tracks layer chosen, the Track widget's (or the newest) one."""
@@ -264,14 +271,19 @@ class TracksWidget(Container):
             return
         self._summary.value = "indexing the tracks..."
         worker = create_worker(_index_job, data)
-        worker.yielded.connect(
-            lambda p: setattr(self._summary, "value", f"indexing the tracks: frame {p[0]}/{p[1]}")
-        )
+        worker.yielded.connect(self._index_progress)
+        self.native.destroyed.connect(worker.quit)
         worker.returned.connect(
             self._guarded(lambda index: self._indexed(state, data, index), with_args=True)
         )
         self.index_worker = worker
         worker.start()
+
+    def _index_progress(self, progress: tuple[int, int]) -> None:
+        done, total = progress
+        if done % 10 == 0 or done == total:
+            with contextlib.suppress(RuntimeError):  # the dock was closed meanwhile
+                self._summary.value = f"indexing the tracks: frame {done}/{total}"
 
     def _indexed(self, state: TrackState, data: np.ndarray, index: TrackIndex) -> None:
         if state is not self.state or state.layer.data is not data:
