@@ -5,9 +5,13 @@ Drives the workflow panel through the whole workflow on the synthetic sample, as
 fine-tune, export), and grabs the window at each step, twice: in a 1366x768 window (a laptop;
 ``docs/images/*.png``) and in a 1920x1080 one (``docs/images/1920x1080/*.png``):
 
-- ``embed.png``, ``group.png``, ``track.png``, ``correct.png``, ``finetune.png``,
-  ``export.png``: one per step, that step's tab in front;
-- ``demo.png``: the window at the end, the tracked result over the movie.
+- ``embed.png``, ``group.png``, ``track.png``, ``correct.png``, ``lineage.png``,
+  ``finetune.png``, ``export.png``: one per step, that step's tab in front (``lineage.png``
+  with the lineage view docked below the canvas);
+- ``demo.png``: the window at the end, the tracked result over the movie;
+- ``lineage_sim.png``: the Lineage step on the first 60 frames of the dev sequence
+  Fluo-N2DH-SIM+ 02 segmented and tracked with the bundled model (only where
+  ``../shared/data`` is; the CTC data is not ours to ship, the picture is).
 
 The sample's ground truth stands in for frames a user corrected completely when fine-tuning.
 
@@ -95,8 +99,74 @@ SIZES = (((1366, 768), "."), ((1920, 1080), "1920x1080"))
 
 
 def main(out_dir: str) -> None:
+    sim = dev_sequence()
     for size, sub in SIZES:
         shoot(Path(out_dir) / sub, size)
+        if sim is not None:
+            shoot_dev_sequence(Path(out_dir) / sub, size, *sim)
+
+
+def lineage_step(viewer, path: Path) -> None:
+    """The Lineage tab with the lineage view docked, a division of the review list in focus."""
+    lineage = show_tab(viewer, "Lineage")
+    lineage._labels_box.value = viewer.layers["tracked"]
+    lineage._tracks_box.value = viewer.layers["tracks"]
+    wait_until(lambda: lineage.state is not None and lineage.state.ready)
+    view = lineage.show_lineage()
+    settle()
+    rows = [i for i, row in enumerate(lineage._shown) if row.kind == "division"]
+    if rows:
+        lineage._table.setCurrentCell(rows[0], 1)
+    view.highlight(int(viewer.layers["tracked"].selected_label))
+    only_visible(viewer, "synthetic nuclei", "tracked", "tracks")
+    grab(viewer, path)
+
+
+SIM = Path(__file__).resolve().parents[2] / "shared" / "data" / "ctc" / "Fluo-N2DH-SIM+" / "02"
+SIM_FRAMES = 60
+
+
+def dev_sequence():
+    """The first frames of Fluo-N2DH-SIM+ 02, segmented and tracked; None without the data."""
+    if not SIM.is_dir():
+        print(f"no {SIM}: lineage_sim.png not made")
+        return None
+    from napari_cosine_embed.core.io import read_ctc_sequence
+    from napari_cosine_embed.core.pipeline import PipelineConfig, run_pipeline
+
+    image = np.asarray(read_ctc_sequence(SIM, lazy=True)[:SIM_FRAMES])
+    gen = run_pipeline(image, PipelineConfig())
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            result = stop.value
+            break
+    return image, result
+
+
+def shoot_dev_sequence(out: Path, size: tuple[int, int], image, result) -> None:
+    """The Lineage step on a tracked dev CTC sequence."""
+    import napari
+
+    from napari_cosine_embed._reader import _contrast_limits
+
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(*size)
+    viewer.add_image(image, name="Fluo-N2DH-SIM+ 02", contrast_limits=_contrast_limits(image))
+    viewer.add_labels(result.labels, name="tracked", opacity=0.5)
+    viewer.add_tracks(result.tracks, graph=result.graph, name="tracks", tail_length=10)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-cosine-embed", "Lineage")
+    widget._labels_box.value = viewer.layers["tracked"]
+    widget._tracks_box.value = viewer.layers["tracks"]
+    wait_until(lambda: widget.state is not None and widget.state.ready)
+    widget.show_lineage()
+    viewer.reset_view()
+    settle(0.5)
+    rows = [i for i, row in enumerate(widget._shown) if row.kind == "division"]
+    widget._table.setCurrentCell(rows[len(rows) // 2] if rows else 0, 1)
+    grab(viewer, out / "lineage_sim.png")
+    viewer.close()
 
 
 def shoot(out: Path, size: tuple[int, int]) -> None:
@@ -165,6 +235,9 @@ def shoot(out: Path, size: tuple[int, int]) -> None:
         correct.accept()
         correct._add_mode.value = False
         correct.flush_autosave()
+
+        # Lineage: the review list and the lineage view, a division in focus
+        lineage_step(viewer, out / "lineage.png")
 
         # Fine-tune. The ground truth of the sample stands in for frames a user corrected
         # completely (the automatic labels above still hold errors, which it would learn).

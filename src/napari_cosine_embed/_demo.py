@@ -34,14 +34,14 @@ def show_tab(viewer: napari.Viewer, name: str) -> Any:
 
 
 def make_demo_viewer(*, show: bool = True, widgets: bool = True) -> napari.Viewer:
-    """Open a viewer with the synthetic time-lapse sample and (by default) the six widgets.
+    """Open a viewer with the synthetic time-lapse sample and (by default) the workflow panel.
 
     Parameters
     ----------
     show : bool
         Show the window (False for tests).
     widgets : bool
-        Dock the workflow panel (Embed, Group, Track, Correct, Fine-tune and Export).
+        Dock the workflow panel (Embed, Group, Track, Correct, Lineage, Fine-tune, Export).
 
     Returns
     -------

@@ -178,3 +178,18 @@ def test_track_command_keeps_the_links_of_a_curated_result(tmp_path):
         result = type("R", (), {"labels": labels, "lineage": found})
         pins = pins_from_tracks(movie, lineage)
         assert all(linked(result, p) for p in pins) is expect
+
+
+def test_a_projects_tracks_file_is_a_pins_file(tmp_path):
+    """The Lineage widget's tracks.json can be given to --pins as it is."""
+    from napari_cosine_embed.core.project import Project
+    from napari_cosine_embed.core.tracking.pins import read_pins
+
+    movie, lineage = conveyor()
+    pins = pins_from_tracks(movie, lineage, frames=[0, 1])
+    project = Project.create(tmp_path / "p", shape=movie.shape, labels_name="tracked")
+    project.save_tracks(lineage, pins=[p.as_list() for p in pins], reviewed=["jump:3:1"])
+    assert read_pins(tmp_path / "p" / "tracks.json") == pins
+    saved_lineage, saved_pins, reviewed = project.load_tracks()
+    np.testing.assert_array_equal(saved_lineage, lineage)
+    assert reviewed == ["jump:3:1"]
