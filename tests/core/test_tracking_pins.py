@@ -192,4 +192,5 @@ def test_a_projects_tracks_file_is_a_pins_file(tmp_path):
     assert read_pins(tmp_path / "p" / "tracks.json") == pins
     saved_lineage, saved_pins, reviewed = project.load_tracks()
     np.testing.assert_array_equal(saved_lineage, lineage)
+    assert saved_pins == [p.as_list() for p in pins]
     assert reviewed == ["jump:3:1"]
