@@ -157,3 +157,32 @@ def test_lineage_view_click_jumps_and_selection_highlights(setup, qtbot):
     assert list(ys) == [view.rows[3], view.rows[3]]
     first, last = widget.state.index.span(3)
     assert xs[0] < first <= last < xs[1]
+
+
+def test_undo_stays_right_beyond_napari_s_hundred_step_history(setup, qtbot):
+    """napari keeps 100 undo steps: past that, its length no longer tells steps apart."""
+    viewer, layer, _, widget = setup
+    _at(viewer, 5)
+    state = widget.state
+    widget._ids.value = "1, 11"  # track 1 whole first
+    widget.join()
+    for _ in range(55):  # 110 steps: break track 1 at frame 5, join it back
+        widget._ids.value = "1"
+        widget.break_here()
+        new = state.index.next_free() - 1
+        widget._ids.value = f"1, {new}"
+        widget.join()
+    assert len(layer._undo_history) == 100
+    widget._ids.value = "1"
+    widget.break_here()
+    new = state.index.next_free() - 1
+    assert state.index.span(new) == (5, 9)
+    layer.undo()
+    assert state.index.span(1) == (0, 9)
+    assert new not in state.index.labels()
+    layer.undo()  # the last join: track 1 is broken again, under the id it had then
+    assert state.index.span(1) == (0, 4)
+    layer.redo()
+    layer.redo()
+    assert state.index.span(new) == (5, 9)
+    assert lineage_problems(layer.data, state.lineage()) == []

@@ -20,7 +20,7 @@ from ..core import curation
 from ..core.curation import TrackEdit, TrackIndex
 from ..core.errors import InputError
 from ..core.tracking.pins import Pin, inner_point
-from ._edit_history import history_lengths
+from ._edit_history import StepRecords
 
 __all__ = ["TrackState", "parents_from_graph"]
 
@@ -80,8 +80,7 @@ class TrackState:
         self.parents: dict[int, int] = dict(parents or {})
         self.pins: list[Pin] = []
         self.reviewed: set[str] = set()
-        self._steps: dict[int, Any] = {}  # undo-list length after a step -> what it did
-        self._lengths = history_lengths(layer)
+        self._steps = StepRecords(layer)  # what each undo step did to the tracks
         self._applying = False
         self._data = layer.data
         layer.events.paint.connect(self._painted)
@@ -124,10 +123,9 @@ class TrackState:
             finally:
                 self._applying = False
             edit.refresh(layer.data, self.index)
-            self._lengths = history_lengths(layer)
-            self._steps[self._lengths[0]] = edit
-        else:  # a change of the lineage alone: no pixel, so no undo step of napari's
-            self._steps[-id(edit)] = edit
+            self._steps.new_step(edit)
+        # (a change of the lineage alone, such as a link across a gap, is no undo step of
+        # napari's, which records pixels only)
         self.parents = dict(edit.parents_after)
         self.touched.emit(sorted({c.t for c in edit.changes}))
         self.changed.emit(edit.what)
@@ -167,11 +165,8 @@ class TrackState:
         """A new undo step: ours is recorded by :meth:`apply`; any other edit's regions here."""
         if self._applying:
             return
-        self._lengths = history_lengths(self.layer)
         regions = _regions(getattr(event, "value", None))
-        for step in [k for k in self._steps if k >= self._lengths[0]]:
-            del self._steps[step]  # the redo list was dropped
-        self._steps[self._lengths[0]] = regions
+        self._steps.new_step(regions)
         if self.ready:
             for t, region in regions:
                 self.index.refresh(self.layer.data, t, self._labels_in(t, region), region)
@@ -195,19 +190,16 @@ class TrackState:
         if self.layer.data is not self._data:
             self._data = self.layer.data
             self.index = None
-            self._steps.clear()
-            self._lengths = history_lengths(self.layer)
+            self._steps = StepRecords(self.layer)
             self.changed.emit("new labels: indexing the tracks again")
             return
-        (undo, redo), (was_undo, was_redo) = history_lengths(self.layer), self._lengths
-        self._lengths = (undo, redo)
-        if undo == was_undo - 1 and redo == was_redo + 1:
-            step, undoing = self._steps.get(was_undo), True
-        elif undo == was_undo + 1 and redo == was_redo - 1:
-            step, undoing = self._steps.get(undo), False
-        else:
+        moved = self._steps.moved()
+        if moved is None or not self.ready:
             return
-        if not self.ready or step is None:
+        undoing, step = moved[0] == "undo", moved[1]
+        if step is None:  # a step from before the tracks were followed: index them again
+            self.index = None
+            self.changed.emit("undid an edit made earlier: indexing the tracks again")
             return
         if isinstance(step, TrackEdit):
             step.refresh(self.layer.data, self.index)

@@ -71,6 +71,7 @@ class LineageView(QWidget):
         self._now = pg.InfiniteLine(angle=90, pen=pg.mkPen("#ff5050", width=1))
         self._plot.addItem(self._now)
         self._plot.scene().sigMouseClicked.connect(self._clicked)
+        self.setMinimumHeight(120)  # a few dozen rows readable below the canvas
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._plot)

@@ -113,6 +113,7 @@ class TracksWidget(Container):
             return Container(widgets=list(widgets), layout="horizontal", labels=False)
 
         b = self._buttons
+        self._image.visible = False  # only recorded in a new project's manifest
         super().__init__(
             widgets=[
                 self._image,
@@ -121,10 +122,11 @@ class TracksWidget(Container):
                 self._ids,
                 row(b["Break here"], b["Join"], b["Divide"]),
                 row(b["Undo division"], b["Delete from here"], b["Swap from here"]),
-                row(self._max_gap, b["Pin track"]),
-                self._summary,
-                self._status,
-                row(self._show_view, self._show_reviewed, self._mark),
+                row(b["Pin track"], self._show_view),
+                self._max_gap,
+                row(self._summary),
+                row(self._status),
+                row(self._show_reviewed, self._mark),
             ]
         )
         from qtpy.QtWidgets import QAbstractItemView, QTableWidget
@@ -135,7 +137,7 @@ class TracksWidget(Container):
         self._table.verticalHeader().setVisible(False)
         self._table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self._table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self._table.setMinimumHeight(160)
+        self._table.setMinimumHeight(150)
         self._table.currentCellChanged.connect(self._guarded(self._jump_row, with_args=True))
         self.native.layout().addWidget(self._table)
         self.native.layout().addWidget(self._project_label.native)
