@@ -207,14 +207,21 @@ class TrackWidget(Container):
             "min_split_frames": int(self._min_split_frames.value),
             "min_child_ratio": float(self._min_child_ratio.value),
             "max_gap": int(self._max_gap.value),
-            "pins": self.pins(),
         }
 
-    def pins(self) -> list:
-        """The pinned links of the tracked labels to keep (none when unticked)."""
+    def pins(self, shape: tuple | None = None) -> list:
+        """The links pinned in the Lineage widget to keep (none when unticked): those of the
+        tracked labels, and of any other labels layer of the movie's shape (tracks opened from
+        another tool, say)."""
         if not self._keep_pins.value:
             return []
-        return list(self._session.pins.get(LABELS_NAME, []))
+        pins = list(self._session.pins.get(LABELS_NAME, []))
+        for name, more in self._session.pins.items():
+            layer = self._layer_named(name)
+            same = layer is not None and shape is not None and layer.data.shape == shape
+            if name != LABELS_NAME and same:
+                pins += [p for p in more if p not in pins]
+        return pins
 
     # -- run -----------------------------------------------------------------------------
     def _run(self) -> None:
@@ -237,7 +244,10 @@ class TrackWidget(Container):
             )
         # A copy, so that painting in the layer while the worker runs cannot race with it.
         labels = np.array(layer.data, copy=True)
-        options = self._cleanup_options() | {"split_back": int(self._split_back.value)}
+        options = self._cleanup_options() | {
+            "split_back": int(self._split_back.value),
+            "pins": self.pins(tuple(layer.data.shape)),
+        }
         return _link(labels, options), layer
 
     def _pairs_job(self):
@@ -268,6 +278,7 @@ class TrackWidget(Container):
             "fill_holes": d.fill_holes,
             "split_depth": d.split_depth,
             **self._cleanup_options(),
+            "pins": self.pins(tuple(layer.data.shape)),
         }
         return _pairs(store, options, float(self._threshold.value)), layer
 

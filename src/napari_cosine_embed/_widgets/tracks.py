@@ -291,6 +291,9 @@ class TracksWidget(Container):
         if state is not self.state or state.layer.data is not data:
             return  # another layer, or new data, since
         state.index = index
+        tracks = self._tracks_box.value
+        if tracks is not None:  # the lineage of these labels (new ones after tracking again)
+            state.parents = parents_from_graph(tracks.graph)
         self._restore(state)
         self._session.pins[state.layer.name] = state.pins
         self.refresh()
