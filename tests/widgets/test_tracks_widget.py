@@ -97,7 +97,7 @@ def test_an_undo_then_a_brush_edit_keeps_index_and_lineage_right(setup, qtbot):
 def test_refused_edit_says_why_and_changes_nothing(setup, qtbot, monkeypatch):
     _viewer, layer, _, widget = setup
     said = []
-    monkeypatch.setattr("napari_cosine_embed._widgets.tracks.notify_error", said.append)
+    monkeypatch.setattr("napari_cosine_embed._widgets._jobs.notify_error", said.append)
     before = layer.data.copy()
     widget._ids.value = "2, 3"
     widget._buttons["Join"].native.click()

@@ -21,7 +21,7 @@ from magicgui.widgets import Container, Label, ProgressBar, PushButton
 
 from ._session import Session
 
-__all__ = ["JobControl", "notify_error"]
+__all__ = ["JobControl", "guarded", "notify_error"]
 
 
 def notify_error(message: str) -> None:
@@ -29,6 +29,20 @@ def notify_error(message: str) -> None:
     from napari.utils.notifications import show_error
 
     show_error(message)
+
+
+def guarded(action: Callable[..., Any], *, with_args: bool = False) -> Callable[..., None]:
+    """``action`` with any error shown as a notification instead of raised (a bad input in a
+    widget is the user's to fix, not a crash); a signal's arguments are passed on only
+    ``with_args`` (a button's ``changed`` sends its value)."""
+
+    def run(*args: Any) -> None:
+        try:
+            action(*args) if with_args else action()
+        except Exception as exc:  # any bad input becomes a notification
+            notify_error(_message(exc))
+
+    return run
 
 
 def _message(exc: BaseException) -> str:

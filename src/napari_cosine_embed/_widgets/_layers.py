@@ -17,7 +17,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["Turns", "build_layer", "one_per_turn"]
+__all__ = ["Turns", "build_layer", "frame_in_view", "one_per_turn"]
+
+
+def frame_in_view(viewer: Any, layer: Any) -> int:
+    """The frame of a (T, Y, X) ``layer`` that the viewer shows (0 for a (Y, X) layer)."""
+    if layer.ndim == 2:
+        return 0
+    t = round(float(layer.world_to_data(viewer.dims.point)[0]))
+    return min(max(t, 0), layer.data.shape[0] - 1)
 
 
 def build_layer(kind: str, data: Any, **kwargs: Any) -> Any:

@@ -23,7 +23,6 @@ chosen.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +42,8 @@ from ..core import editing
 from ..core.errors import InputError
 from ._autosave import Autosave, default_project_dir, frame_of
 from ._edit_history import EditHistory
-from ._jobs import _message, notify_error
+from ._jobs import guarded
+from ._layers import frame_in_view
 from ._session import session_for
 from ._shortcuts import install_shortcuts, next_unreviewed
 from .embed import SCRATCH_LAYERS, layer_choices, watch_layers
@@ -53,7 +53,14 @@ if TYPE_CHECKING:
 
     from ..core.project import Project
 
-__all__ = ["CUT_LAYER", "PREVIEW_LAYER", "CorrectWidget", "default_project_dir", "parse_ids"]
+__all__ = [
+    "CUT_LAYER",
+    "PREVIEW_LAYER",
+    "CorrectWidget",
+    "default_project_dir",
+    "parse_ids",
+    "selected_ids",
+]
 
 PREVIEW_LAYER = "click-to-add preview"
 CUT_LAYER = "cut line"
@@ -65,6 +72,17 @@ def parse_ids(text: str) -> list[int]:
     if not all(tok.isdigit() for tok in tokens):
         raise InputError(f"label ids are whole numbers separated by commas, got {text!r}")
     return [int(tok) for tok in tokens]
+
+
+def selected_ids(text: str, at_least: int, *, what: str = "label") -> list[int]:
+    """:func:`parse_ids`, refused with a hint when fewer than ``at_least`` are given."""
+    ids = parse_ids(text)
+    if len(ids) < at_least:
+        raise InputError(
+            f"give {at_least} {what} id(s) in '{what} ids' (type them, or pick them with "
+            "napari's picker tool)"
+        )
+    return ids
 
 
 def _ranges(frames: list[int]) -> str:
@@ -183,14 +201,7 @@ class CorrectWidget(Container):
             if type(layer).__name__ == "Labels" and layer.name not in SCRATCH_LAYERS
         ]
 
-    def _guarded(self, action: Callable[[], Any]) -> Callable[..., None]:
-        def run(*_: Any) -> None:
-            try:
-                action()
-            except Exception as exc:  # any bad input becomes a notification
-                notify_error(_message(exc))
-
-        return run
+    _guarded = staticmethod(guarded)
 
     def _say(self, text: str) -> None:
         self._status.value = text
@@ -255,21 +266,12 @@ class CorrectWidget(Container):
 
     def _current_t(self, layer: Any) -> int:
         """The frame of ``layer`` in view (0 for a (Y, X) layer)."""
-        if layer.ndim == 2:
-            return 0
-        t = int(np.round(layer.world_to_data(self._viewer.dims.point)[0]))
-        return min(max(t, 0), layer.data.shape[0] - 1)
+        return frame_in_view(self._viewer, layer)
 
     _frame = staticmethod(frame_of)
 
     def _selected(self, at_least: int = 1) -> list[int]:
-        ids = parse_ids(self._ids.value)
-        if len(ids) < at_least:
-            raise InputError(
-                f"give {at_least} label id(s) in 'label ids' (type them, or pick labels with "
-                "napari's picker tool)"
-            )
-        return ids
+        return selected_ids(self._ids.value, at_least)
 
     def _embedding(self, layer: Any, t: int) -> tuple[np.ndarray, np.ndarray | None]:
         image = self._image.value

@@ -27,10 +27,11 @@ from ..core.curation import TrackIndex, children_of, review_items
 from ..core.errors import InputError
 from ..core.tracking.pins import Pin
 from ._autosave import Autosave
-from ._jobs import _message, notify_error
+from ._jobs import guarded
+from ._layers import frame_in_view
 from ._session import session_for
 from ._track_state import TrackState, parents_from_graph
-from .correct import parse_ids
+from .correct import selected_ids
 from .embed import SCRATCH_LAYERS, connect_while_alive, layer_choices, watch_layers
 
 if TYPE_CHECKING:
@@ -179,19 +180,7 @@ class TracksWidget(Container):
             and layer.ndim == 3
         ]
 
-    def _guarded(
-        self, action: Callable[..., Any], *, with_args: bool = False
-    ) -> Callable[..., None]:
-        """``action`` with any error shown as a notification; the signal's arguments are passed
-        on only ``with_args`` (a button's ``changed`` sends its value)."""
-
-        def run(*args: Any) -> None:
-            try:
-                action(*args) if with_args else action()
-            except Exception as exc:  # any bad input becomes a notification
-                notify_error(_message(exc))
-
-        return run
+    _guarded = staticmethod(guarded)
 
     def _say(self, text: str) -> None:
         self._status.value = text
@@ -222,17 +211,10 @@ class TracksWidget(Container):
             self._timer.start()
 
     def _current_t(self, layer: Any) -> int:
-        t = int(np.round(layer.world_to_data(self._viewer.dims.point)[0]))
-        return min(max(t, 0), layer.data.shape[0] - 1)
+        return frame_in_view(self._viewer, layer)
 
     def _selected(self, at_least: int) -> list[int]:
-        ids = parse_ids(self._ids.value)
-        if len(ids) < at_least:
-            raise InputError(
-                f"give {at_least} track id(s) in 'track ids' (type them, or pick them with "
-                "napari's picker tool)"
-            )
-        return ids
+        return selected_ids(self._ids.value, at_least, what="track")
 
     def _ready(self) -> tuple[TrackState, int]:
         state = self.state
