@@ -111,7 +111,9 @@ class TracksWidget(Container):
         self._show_reviewed.changed.connect(self._refresh_review)
 
         def row(*widgets: Any) -> Container:
-            return Container(widgets=list(widgets), layout="horizontal", labels=False)
+            box = Container(widgets=list(widgets), layout="horizontal", labels=False)
+            box.native.layout().setContentsMargins(0, 0, 0, 0)  # the review list needs the room
+            return box
 
         b = self._buttons
         self._image.visible = False  # only recorded in a new project's manifest
@@ -125,9 +127,6 @@ class TracksWidget(Container):
                 row(b["Undo division"], b["Delete from here"], b["Swap from here"]),
                 row(b["Pin track"], self._show_view),
                 self._max_gap,
-                row(self._summary),
-                row(self._status),
-                row(self._show_reviewed, self._mark),
             ]
         )
         from qtpy.QtWidgets import QAbstractItemView, QTableWidget
@@ -140,8 +139,17 @@ class TracksWidget(Container):
         self._table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self._table.setMinimumHeight(150)
         self._table.currentCellChanged.connect(self._guarded(self._jump_row, with_args=True))
-        self.native.layout().addWidget(self._table)
-        self.native.layout().addWidget(self._project_label.native)
+        layout = self.native.layout()
+        from qtpy.QtWidgets import QSizePolicy
+
+        for label in (self._summary, self._status):
+            label.native.setWordWrap(True)
+            label.native.setMaximumWidth(16_777_215)  # magicgui's labels are narrow otherwise
+            label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Minimum)
+            layout.addWidget(label.native)
+        layout.addWidget(row(self._show_reviewed, self._mark).native)
+        layout.addWidget(self._table)
+        layout.addWidget(self._project_label.native)
         self._autosave = Autosave(
             self._session,
             self._project_label,
