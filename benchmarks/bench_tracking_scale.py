@@ -87,7 +87,7 @@ def main() -> None:
         if profiler:
             profiler.disable()
         seconds = time.perf_counter() - tic
-        n_div = int(len({p[0] for p in result.graph.values()}))
+        n_div = len({p[0] for p in result.graph.values()})
         per_frame = np.mean([len(np.unique(f)) - 1 for f in movie])
         print(
             f"objects={n} per_frame={per_frame:.0f} frames={args.frames} size={args.size} "
