@@ -5,8 +5,9 @@
 
 A synthetic label movie per count: that many small nuclei (radius 6 px) on a jittered grid over
 ``--frames`` frames of ``--size`` x ``--size``, drifting slowly; every frame some divide (one
-nucleus becomes two touching halves that drift apart), some vanish for a frame and come back,
-and some flicker in for one frame, so that every clean-up pass of the tracking has work:
+nucleus becomes two touching halves that drift apart), some are cut in two for that frame only
+(``--noise``, a segmentation's false split), some vanish for a frame and come back, and some
+flicker in for one frame, so that every clean-up pass of the tracking has work:
 false divisions, short tracks, gaps. The labels are relabelled at random per frame (a
 segmentation's ids tell nothing across frames). ``link_labels`` runs with the options
 ``segment`` uses (``PipelineConfig``'s defaults); its wall time is printed per count, with the
@@ -25,8 +26,11 @@ import time
 import numpy as np
 
 
-def synthetic_labels(n_objects: int, frames: int, size: int, seed: int = 0) -> np.ndarray:
-    """A label movie of about ``n_objects`` nuclei per frame with divisions, gaps, flicker."""
+def synthetic_labels(
+    n_objects: int, frames: int, size: int, seed: int = 0, noise: float = 0.05
+) -> np.ndarray:
+    """A label movie of about ``n_objects`` nuclei per frame with divisions, gaps, flicker, and
+    a share ``noise`` of nuclei cut in two for one frame (a segmentation's false split)."""
     rng = np.random.default_rng(seed)
     grid = int(np.ceil(np.sqrt(n_objects)))
     step = size / (grid + 1)
@@ -42,12 +46,13 @@ def synthetic_labels(n_objects: int, frames: int, size: int, seed: int = 0) -> n
         pos = np.clip(pos, 10, size - 11)
         split |= rng.random(len(pos)) < 0.01
         hidden = rng.random(len(pos)) < 0.01
+        cut = rng.random(len(pos)) < noise
         frame = movie[t]
         label = 1
         for k, (y, x) in enumerate(pos.astype(int)):
             if hidden[k]:
                 continue
-            if split[k]:
+            if split[k] or cut[k]:
                 frame[y - 6 : y + 7, x - 6 : x + 1][disc[:, :7]] = label
                 frame[y - 6 : y + 7, x + 1 : x + 8][disc[:, 6:]] = label + 1
                 label += 2
@@ -69,6 +74,7 @@ def main() -> None:
     parser.add_argument("--objects", type=int, nargs="+", default=[50, 200, 800])
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--noise", type=float, default=0.05, help="share cut in two per frame")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
 
@@ -78,7 +84,7 @@ def main() -> None:
     options = link_options(PipelineConfig())
     print(f"# {platform.node()}, {os.cpu_count()} cores; link_labels options: {options}")
     for n in args.objects:
-        movie = synthetic_labels(n, args.frames, args.size)
+        movie = synthetic_labels(n, args.frames, args.size, noise=args.noise)
         profiler = cProfile.Profile() if args.profile else None
         tic = time.perf_counter()
         if profiler:
