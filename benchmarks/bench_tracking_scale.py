@@ -81,8 +81,11 @@ def main() -> None:
     from napari_cosine_embed.core.pipeline import PipelineConfig, link_options
     from napari_cosine_embed.core.tracking import link_labels
 
+    import napari_cosine_embed
+
     options = link_options(PipelineConfig())
-    print(f"# {platform.node()}, {os.cpu_count()} cores; link_labels options: {options}")
+    print(f"# {platform.node()}, {os.cpu_count()} cores; code {napari_cosine_embed.__file__}")
+    print(f"# link_labels options: {options}")
     for n in args.objects:
         movie = synthetic_labels(n, args.frames, args.size, noise=args.noise)
         profiler = cProfile.Profile() if args.profile else None

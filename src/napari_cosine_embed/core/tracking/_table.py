@@ -3,10 +3,13 @@ clean-up of tracks (false divisions, short tracks, gaps)."""
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from ..io.lineage import tracks_from_labels
 
@@ -46,7 +49,15 @@ def _overlaps(a: np.ndarray, b: np.ndarray, na: int, nb: int) -> np.ndarray:
 
 
 class _TrackTable:
-    """Per-frame instances (nodes), the track each belongs to, and the tracks' lineage."""
+    """Per-frame instances (nodes), the track each belongs to, and the tracks' lineage.
+
+    Every clean-up step is near-linear in the number of instances: each track keeps its nodes
+    per frame (``members``) and each parent its children (``_kids``), so a track's area or
+    centroid in a frame, a merge, or a change of parent touch only the nodes concerned; the
+    overlap of two consecutive frames is counted once (``_overlap``), not read from the pixels
+    for every short track. (On a dense movie the clean-up used to rescan all tracks after each
+    merge and whole frames per short track: minutes for a few hundred objects per frame.)
+    """
 
     def __init__(
         self,
@@ -76,6 +87,8 @@ class _TrackTable:
             self.cx.append(np.bincount(f.ravel(), xx.ravel(), n) / np.maximum(area, 1))
             self.track_of.append(np.zeros(n, np.int64))
         self.table: dict[int, list[int]] = {}  # track -> [first, last, parent]
+        self.members: dict[int, dict[int, list[int]]] = {}  # track -> {frame: [nodes]}
+        self._kids: dict[int, set[int]] = {}  # parent -> its children
         for t in range(self.n_frames):
             parent = np.zeros(len(self.track_of[t]), np.int64)
             single = np.zeros(len(self.track_of[t]), bool)
@@ -86,19 +99,22 @@ class _TrackTable:
                         single[j] = len(js) == 1
             for j in range(1, len(parent)):
                 if single[j]:
-                    self.track_of[t][j] = parent[j]
-                    self.table[parent[j]][1] = t
+                    tid = int(parent[j])
+                    self.table[tid][1] = t
                 else:
-                    new = len(self.table) + 1
-                    self.table[new] = [t, t, int(parent[j])]
-                    self.track_of[t][j] = new
+                    tid = len(self.table) + 1
+                    self.table[tid] = [t, t, int(parent[j])]
+                    if parent[j]:
+                        self._kids.setdefault(int(parent[j]), set()).add(tid)
+                self.track_of[t][j] = tid
+                self.members.setdefault(tid, {}).setdefault(t, []).append(j)
+        self._overlaps: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
+    # -- reading -----------------------------------------------------------------------------
     def children(self) -> dict[int, list[int]]:
-        kids: dict[int, list[int]] = {}
-        for tid, (_, _, parent) in sorted(self.table.items()):
-            if parent:
-                kids.setdefault(parent, []).append(tid)
-        return kids
+        """``{parent: [children, ascending]}``, parents in order of their first child's id."""
+        kids = [(min(ks), p, sorted(ks)) for p, ks in self._kids.items() if ks]
+        return {p: ks for _, p, ks in sorted(kids)}
 
     def pinned_tracks(self) -> set[int]:
         """Tracks that hold a pinned link (as they are now, after any merges)."""
@@ -107,28 +123,62 @@ class _TrackTable:
     def length(self, tid: int) -> int:
         return self.table[tid][1] - self.table[tid][0] + 1
 
+    def nodes_at(self, tid: int, t: int) -> np.ndarray:
+        """The track's nodes in frame ``t``, ascending (empty when it is not there)."""
+        return np.sort(np.asarray(self.members.get(tid, {}).get(t, []), dtype=np.intp))
+
     def area_at(self, tid: int, t: int) -> float:
-        return float(self.area[t][self.track_of[t] == tid].sum())
+        return float(self.area[t][self.nodes_at(tid, t)].sum())
 
     def centroid_at(self, tid: int, t: int) -> np.ndarray:
-        mask = self.track_of[t] == tid
-        w = self.area[t][mask]
-        return np.array([self.cy[t][mask] @ w, self.cx[t][mask] @ w]) / max(w.sum(), 1)
+        nodes = self.nodes_at(tid, t)
+        w = self.area[t][nodes]
+        return np.array([self.cy[t][nodes] @ w, self.cx[t][nodes] @ w]) / max(w.sum(), 1)
+
+    # -- changing ----------------------------------------------------------------------------
+    def _set_parent(self, child: int, parent: int) -> None:
+        old = self.table[child][2]
+        if old:
+            self._kids.get(old, set()).discard(child)
+        self.table[child][2] = parent
+        if parent:
+            self._kids.setdefault(parent, set()).add(child)
+
+    def _move_nodes(self, src: int, t: int, nodes: np.ndarray, dst: int) -> None:
+        """Give ``nodes`` of frame ``t`` from track ``src`` to ``dst`` (0: to no track)."""
+        self.track_of[t][nodes] = dst
+        left = self.members[src]
+        moved = set(nodes.tolist())
+        keep = [n for n in left.get(t, []) if n not in moved]
+        if keep:
+            left[t] = keep
+        else:
+            left.pop(t, None)
+        if dst:
+            self.members.setdefault(dst, {}).setdefault(t, []).extend(nodes.tolist())
+
+    def _drop(self, tid: int) -> None:
+        """Remove a track that holds no node any more; its children lose their parent."""
+        self._set_parent(tid, 0)
+        self.table.pop(tid)
+        self.members.pop(tid, None)
+        for child in list(self._kids.pop(tid, ())):
+            self.table[child][2] = 0
 
     def merge(self, src: int, dst: int) -> None:
         """Give track ``src``'s instances to ``dst``; ``src``'s children become ``dst``'s."""
-        first, last, _ = self.table.pop(src)
-        for t in range(first, last + 1):
-            self.track_of[t][self.track_of[t] == src] = dst
+        first, last, _ = self.table[src]
+        self._set_parent(src, 0)
+        for t, nodes in self.members.pop(src, {}).items():
+            self.track_of[t][nodes] = dst
+            self.members.setdefault(dst, {}).setdefault(t, []).extend(nodes)
+        self.table.pop(src)
         self.table[dst][0] = min(self.table[dst][0], first)
         self.table[dst][1] = max(self.table[dst][1], last)
-        for row in self.table.values():
-            if row[2] == src:
-                row[2] = dst
+        for child in list(self._kids.pop(src, ())):
+            self._set_parent(child, dst)
 
-    def nodes_at(self, tid: int, t: int) -> np.ndarray:
-        return np.flatnonzero(self.track_of[t] == tid)
-
+    # -- clean-up ----------------------------------------------------------------------------
     def absorb_short_tracks(
         self, min_length: int, min_share: float = 0.5, keep_share: float = 0.5
     ) -> None:
@@ -155,62 +205,89 @@ class _TrackTable:
             for t in range(first, last + 1):
                 nodes = self.nodes_at(tid, t)
                 target = 0 if tid in kids else self._covering_track(tid, t, nodes, min_share)
-                self.track_of[t][nodes] = target
-            self.table.pop(tid)
-            for row in self.table.values():
-                if row[2] == tid:
-                    row[2] = 0
+                self._move_nodes(tid, t, nodes, target)
+            self._drop(tid)
+
+    def _overlap(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Pixels shared by node ``i`` of frame ``t`` and node ``j`` of ``t + 1``: (i, j, n)."""
+        if t not in self._overlaps:
+            a, b = self.frames[t], self.frames[t + 1]
+            both = (a > 0) & (b > 0)
+            nb = int(b.max(initial=0)) + 1
+            codes, counts = np.unique(a[both].astype(np.int64) * nb + b[both], return_counts=True)
+            self._overlaps[t] = (codes // nb, codes % nb, counts)
+        return self._overlaps[t]
 
     def _covering_track(self, tid: int, t: int, nodes: np.ndarray, min_share: float) -> int:
         """The track present at ``t`` over most of these nodes' pixels at ``t -+ 1``, or 0."""
-        mask = np.isin(self.frames[t], nodes)
-        area = np.count_nonzero(mask)
+        area = int(self.area[t][nodes].sum())
         best, best_share = 0, min_share
         for u in (t - 1, t + 1):
             if not 0 <= u < self.n_frames or not area:
                 continue
-            under = self.track_of[u][self.frames[u][mask]]
-            ids, counts = np.unique(under[(under > 0) & (under != tid)], return_counts=True)
-            for other, count in zip(ids.tolist(), counts.tolist(), strict=True):
-                row = self.table.get(other)
+            # the nodes' pixels over the nodes of frame u, from the pair's overlap counts
+            if u < t:
+                other, mine, counts = self._overlap(u)
+            else:
+                mine, other, counts = self._overlap(t)
+            here = np.isin(mine, nodes)
+            under = self.track_of[u][other[here]]
+            weights = counts[here]
+            keep = (under > 0) & (under != tid)
+            ids, inverse = np.unique(under[keep], return_inverse=True)
+            totals = np.bincount(inverse, weights=weights[keep], minlength=ids.size)
+            for other_track, count in zip(ids.tolist(), totals.tolist(), strict=True):
+                row = self.table.get(other_track)
                 if row is None or not row[0] <= t <= row[1] or count / area < best_share:
                     continue
-                best, best_share = other, count / area
+                best, best_share = other_track, count / area
         return best
 
     def merge_false_splits(self, min_split_frames: int, min_child_ratio: float) -> None:
-        changed = True
-        while changed:
-            changed = False
-            kids = self.children()
+        """Merge back the divisions whose child is too small or too short-lived.
+
+        Divisions are visited in the order of their first child's id, and after each merge
+        the first one that is now false is merged next, as if the whole list were scanned
+        again; only the divisions a merge can change (of the merged parent, and of its own
+        parent) are looked at again, so the pass is near-linear in the number of divisions.
+        """
+        pinned = self.pinned_tracks()
+        heap = [(min(ks), p) for p, ks in self._kids.items() if ks]
+        heapq.heapify(heap)
+        while heap:
+            key, parent = heapq.heappop(heap)
+            kids = self._kids.get(parent)
+            if parent not in self.table or not kids or min(kids) != key:
+                continue  # gone, or queued again under its new first child
+            pair = sorted(kids)
+            if len(pair) != 2 or pinned & {parent, *pair}:
+                continue
+            first = self.table[pair[0]][0]
+            size = {k: self.area_at(k, first) for k in pair}
+            bad = [
+                k
+                for k in pair
+                if size[k] < min_child_ratio * max(size.values())
+                or (
+                    not self._kids.get(k)
+                    and self.length(k) < min_split_frames
+                    and self.table[k][1] < self.n_frames - 1
+                )
+            ]
+            if not bad:
+                continue
+            gone = min(bad, key=lambda k: (self.length(k), size[k]))
+            kept = pair[1] if gone == pair[0] else pair[0]
+            end = max(self.table[gone][1], self.table[kept][1])
+            grandkids = [*self._kids.get(gone, ()), *self._kids.get(kept, ())]
+            if any(self.table[k][0] <= end for k in grandkids):
+                continue  # the merged track would outlive its own children's start
+            self.merge(gone, kept)
+            self.merge(kept, parent)
             pinned = self.pinned_tracks()
-            for parent, pair in kids.items():
-                if len(pair) != 2 or pinned & {parent, *pair}:
-                    continue
-                first = self.table[pair[0]][0]
-                size = {k: self.area_at(k, first) for k in pair}
-                bad = [
-                    k
-                    for k in pair
-                    if size[k] < min_child_ratio * max(size.values())
-                    or (
-                        k not in kids
-                        and self.length(k) < min_split_frames
-                        and self.table[k][1] < self.n_frames - 1
-                    )
-                ]
-                if not bad:
-                    continue
-                gone = min(bad, key=lambda k: (self.length(k), size[k]))
-                kept = pair[1] if gone == pair[0] else pair[0]
-                end = max(self.table[gone][1], self.table[kept][1])
-                grandkids = kids.get(gone, []) + kids.get(kept, [])
-                if any(self.table[k][0] <= end for k in grandkids):
-                    continue  # the merged track would outlive its own children's start
-                self.merge(gone, kept)
-                self.merge(kept, parent)
-                changed = True
-                break
+            for again in (parent, self.table[parent][2]):
+                if again and self._kids.get(again):
+                    heapq.heappush(heap, (min(self._kids[again]), again))
 
     def join_single_children(self) -> None:
         """A track whose only child starts right after it ends continues as that child.
@@ -236,26 +313,44 @@ class _TrackTable:
         starts = [k for k, r in self.table.items() if r[2] == 0 and r[0] >= 2]
         if not ends or not starts:
             return
-        cost = np.full((len(ends), len(starts)), np.inf)
-        for a, e in enumerate(ends):
-            last = self.table[e][1]
-            here = self.centroid_at(e, last)
-            for b, s in enumerate(starts):
-                first = self.table[s][0]
-                if 1 <= first - last - 1 <= max_gap:
-                    d = float(np.linalg.norm(self.centroid_at(s, first) - here))
-                    cost[a, b] = d if d <= max_distance else np.inf
-        finite = np.isfinite(cost)
-        rows, cols = linear_sum_assignment(np.where(finite, cost, 1e12))
-        for a, b in zip(rows, cols, strict=True):
-            if finite[a, b]:
-                self.table[starts[b]][2] = ends[a]
+        last = np.array([self.table[e][1] for e in ends])
+        first = np.array([self.table[s][0] for s in starts])
+        gap = first[None, :] - last[:, None] - 1
+        near = (gap >= 1) & (gap <= max_gap)
+        rows, cols = np.nonzero(near)
+        if not rows.size:
+            return
+        here = {a: self.centroid_at(ends[a], last[a]) for a in np.unique(rows).tolist()}
+        there = {b: self.centroid_at(starts[b], first[b]) for b in np.unique(cols).tolist()}
+        d = np.array(
+            [float(np.linalg.norm(there[b] - here[a])) for a, b in zip(rows, cols, strict=True)]
+        )
+        close = d <= max_distance
+        rows, cols, d = rows[close], cols[close], d[close]
+        if not rows.size:
+            return
+        # The assignment is solved per connected group of candidate pairs: the same optimum as
+        # one assignment over all ends and starts, without its cubic cost on a dense movie.
+        graph = coo_matrix(
+            (np.ones(rows.size), (rows, len(ends) + cols)),
+            shape=(len(ends) + len(starts),) * 2,
+        )
+        _, group = connected_components(graph, directed=False)
+        for g in np.unique(group[rows]).tolist():
+            sel = group[rows] == g
+            a_ids, a_at = np.unique(rows[sel], return_inverse=True)
+            b_ids, b_at = np.unique(cols[sel], return_inverse=True)
+            cost = np.full((a_ids.size, b_ids.size), 1e12)
+            cost[a_at, b_at] = d[sel]
+            for i, j in zip(*linear_sum_assignment(cost), strict=True):
+                if cost[i, j] < 1e12:
+                    self._set_parent(starts[b_ids[j]], ends[a_ids[i]])
 
     def result(self) -> TrackingResult:
         # a CTC parent ends before its children start; a link that cannot be kept is cut
-        for row in self.table.values():
+        for tid, row in self.table.items():
             if row[2] and self.table[row[2]][1] >= row[0]:
-                row[2] = 0
+                self._set_parent(tid, 0)
         ids = sorted(self.table)
         new = {old: n for n, old in enumerate(ids, start=1)}
         new[0] = 0

@@ -113,7 +113,19 @@ def _split_back(
     rebuilt, and the same is tried one frame earlier, at most ``max_frames`` frames back.
     A pinned object (``pinned[t]``: ``{i: [j, ...]}`` of the pair ``t, t + 1``) is never cut.
     ``frames`` and ``edges`` are changed in place.
+
+    Each try reads only the box around the mother and her daughters (the boxes of a frame's
+    objects are found once, and again only after a cut), not whole frames: a dense movie has
+    hundreds of divisions to try.
     """
+    boxes: dict[int, list] = {}
+
+    def box_of(k: int, node: int) -> tuple[slice, slice] | None:
+        if k not in boxes:
+            boxes[k] = ndi.find_objects(frames[k])
+        found = boxes[k]
+        return found[node - 1] if 0 < node <= len(found) else None
+
     for mother, kids in list(edges[t].items()):
         if len(kids) != 2:
             continue
@@ -122,15 +134,26 @@ def _split_back(
             held = k > 0 and any(node in js for js in pinned[k - 1].values())
             if node in pinned[k] or held:
                 break
-            nxt = frames[k + 1]
-            mask = frames[k] == node
+            parts = [box_of(k, node), box_of(k + 1, pair[0]), box_of(k + 1, pair[1])]
+            if any(b is None for b in parts):
+                break  # an object with no pixel: nothing to cut
+            height, width = frames[k].shape
+            region = (
+                slice(max(min(b[0].start for b in parts) - 1, 0),
+                      min(max(b[0].stop for b in parts) + 1, height)),
+                slice(max(min(b[1].start for b in parts) - 1, 0),
+                      min(max(b[1].stop for b in parts) + 1, width)),
+            )  # fmt: skip
+            here, nxt = frames[k][region], frames[k + 1][region]
+            mask = here == node
             part = _split_by_seeds(
                 mask, nxt == pair[0], nxt == pair[1], depth=depth, min_ratio=min_ratio
             )
             if part is None:
                 break
-            new = int(frames[k].max()) + 1
-            frames[k][mask & ~part] = new
+            new = len(boxes[k]) + 1  # find_objects lists every id up to the frame's largest
+            here[mask & ~part] = new  # a view: the frame itself is cut
+            boxes.pop(k)
             edges[k][node] = [pair[0]]
             edges[k][new] = [pair[1]]
             if k == 0:
