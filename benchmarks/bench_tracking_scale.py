@@ -78,10 +78,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
 
+    import napari_cosine_embed
     from napari_cosine_embed.core.pipeline import PipelineConfig, link_options
     from napari_cosine_embed.core.tracking import link_labels
-
-    import napari_cosine_embed
 
     options = link_options(PipelineConfig())
     print(f"# {platform.node()}, {os.cpu_count()} cores; code {napari_cosine_embed.__file__}")
