@@ -186,3 +186,19 @@ def test_undo_stays_right_beyond_napari_s_hundred_step_history(setup, qtbot):
     layer.redo()
     assert state.index.span(new) == (5, 9)
     assert lineage_problems(layer.data, state.lineage()) == []
+
+
+def test_keyboard_shortcuts_drive_the_edits(setup, qtbot):
+    from napari.utils.key_bindings import coerce_keybinding
+
+    from napari_cosine_embed._widgets._shortcuts import TRACK_SHORTCUTS
+
+    viewer, layer, _, widget = setup
+    _at(viewer, 5)
+    widget._ids.value = "2, 3"
+    viewer.keymap[coerce_keybinding("Shift-W")](viewer)  # swap from here
+    assert widget.state.index.box(5, 2).y == 40
+    for key, (_, button, _) in TRACK_SHORTCUTS.items():
+        assert f"({key})" in (widget._buttons.get(button) or widget._mark).tooltip
+    layer.undo()
+    assert widget.state.index.box(5, 2).y == 50

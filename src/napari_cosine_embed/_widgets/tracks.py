@@ -30,6 +30,7 @@ from ._autosave import Autosave
 from ._jobs import guarded
 from ._layers import frame_in_view
 from ._session import session_for
+from ._shortcuts import TRACK_SHORTCUTS, install_shortcuts
 from ._track_state import TrackState, parents_from_graph
 from .correct import selected_ids
 from .embed import SCRATCH_LAYERS, connect_while_alive, layer_choices, watch_layers
@@ -170,6 +171,8 @@ class TracksWidget(Container):
         self.index_worker: Any = None
         self.rows: list = []
         self._picked: list[int] = []
+        controls = {**self._buttons, "Mark reviewed": self._mark}
+        install_shortcuts(self, viewer, controls, self._guarded, TRACK_SHORTCUTS)
         self._labels_box.changed.connect(self._labels_chosen)
         self._tracks_box.changed.connect(self._tracks_chosen)
         connect_while_alive(self, [(viewer.dims.events.current_step, self._step_changed)])
