@@ -31,6 +31,11 @@ def synthetic_labels(
 ) -> np.ndarray:
     """A label movie of about ``n_objects`` nuclei per frame with divisions, gaps, flicker, and
     a share ``noise`` of nuclei cut in two for one frame (a segmentation's false split)."""
+    return np.stack(list(synthetic_frames(n_objects, frames, size, seed, noise)))
+
+
+def synthetic_frames(n_objects: int, frames: int, size: int, seed: int = 0, noise: float = 0.05):
+    """The frames of :func:`synthetic_labels`, one at a time (int32)."""
     rng = np.random.default_rng(seed)
     grid = int(np.ceil(np.sqrt(n_objects)))
     step = size / (grid + 1)
@@ -39,15 +44,14 @@ def synthetic_labels(
     pos += rng.uniform(-step / 6, step / 6, pos.shape)
     yy, xx = np.mgrid[-6:7, -6:7]
     disc = yy**2 + xx**2 <= 36
-    movie = np.zeros((frames, size, size), np.int32)
     split = np.zeros(len(pos), bool)  # drawn as two halves moving apart
-    for t in range(frames):
+    for _ in range(frames):
         pos += rng.normal(0, 0.7, pos.shape)
         pos = np.clip(pos, 10, size - 11)
         split |= rng.random(len(pos)) < 0.01
         hidden = rng.random(len(pos)) < 0.01
         cut = rng.random(len(pos)) < noise
-        frame = movie[t]
+        frame = np.zeros((size, size), np.int32)
         label = 1
         for k, (y, x) in enumerate(pos.astype(int)):
             if hidden[k]:
@@ -65,8 +69,7 @@ def synthetic_labels(
             patch[patch == 0] = label
             label += 1
         lut = np.concatenate([[0], rng.permutation(np.arange(1, label)) + 1])
-        movie[t] = lut[frame]
-    return movie
+        yield lut[frame].astype(np.int32)
 
 
 def main() -> None:

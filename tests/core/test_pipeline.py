@@ -100,6 +100,19 @@ def test_pipeline_streams_progress_and_tracks(movie, tiny_model):
     assert set(result.seconds) == {"embed", "group", "track"}
 
 
+def test_lazy_pipeline_gives_the_same_result_frame_by_frame(movie, tiny_model):
+    """``segment`` keeps the labels compressed (memory flat in the movie's length)."""
+    from napari_cosine_embed.core.tracking.frames import RelabelledFrames
+
+    config = PipelineConfig(min_cluster_size=30, min_samples=5)
+    _, whole = _drain(run_pipeline(movie.image, config, model=tiny_model))
+    _, lazy = _drain(run_pipeline(movie.image, config, model=tiny_model, lazy=True))
+    assert isinstance(lazy.labels, RelabelledFrames)
+    assert lazy.labels.dtype == whole.labels.dtype
+    np.testing.assert_array_equal(np.asarray(lazy.labels), whole.labels)
+    np.testing.assert_array_equal(lazy.lineage, whole.lineage)
+
+
 def test_pipeline_on_a_single_image_without_tracking(movie, tiny_model):
     config = PipelineConfig(track=False, min_cluster_size=30)
     _, result = _drain(run_pipeline(movie.image[0], config, model=tiny_model))

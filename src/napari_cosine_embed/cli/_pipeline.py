@@ -409,7 +409,11 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             ))) / "cache.zarr"  # fmt: skip
         store = EmbeddingStore(n, dim, shape, path=cache, **ids) if cache else None
         result = _drive(
-            run_pipeline(movie, config, model=model, store=store, threads=threads, pins=pins),
+            # lazy: the labels stay compressed and stream to the result folder, so memory
+            # does not grow with the movie's length
+            run_pipeline(
+                movie, config, model=model, store=store, threads=threads, pins=pins, lazy=True
+            ),
             progress,
         )
 

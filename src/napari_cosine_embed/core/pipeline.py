@@ -335,6 +335,7 @@ def run_pipeline(
     store: Any = None,
     threads: ThreadGovernor | None = None,
     pins: Sequence[Any] = (),
+    lazy: bool = False,
 ) -> Generator[Progress, None, PipelineResult]:
     """Segment (and track) a movie frame by frame.
 
@@ -354,6 +355,11 @@ def run_pipeline(
     pins : sequence of tracking.Pin, optional
         Links to keep when tracking (:mod:`.tracking.pins`), in the input's pixels; those no
         object holds are named in the result's warnings.
+    lazy : bool, optional
+        Keep the label frames compressed while grouping and tracking, and return the tracked
+        labels relabelled frame by frame as they are read
+        (:class:`~.tracking.frames.RelabelledFrames`): memory then stays flat in the movie's
+        length (``segment`` does this); otherwise the labels are an array.
 
     Yields
     ------
@@ -498,27 +504,27 @@ def run_pipeline(
             size,
         )
 
-    labels = np.zeros((n, *out_shape), np.uint16)
+    from .tracking.frames import FrameStack
+
+    labels = FrameStack(out_shape, compressed=lazy)
     for t in range(n):
         if threads is not None:
             threads.update()
         emb, fg = store.get(t)
         frame = rescale_labels(group_frame(emb, fg, grouping_config), out_shape)
-        if frame.max(initial=0) > np.iinfo(labels.dtype).max:
-            labels = labels.astype(np.uint32)
-        labels[t] = frame
+        labels.append(frame.astype(_label_dtype(int(frame.max(initial=0))), copy=False))
         yield Progress("group", t + 1, n)
     seconds["group"] = time.perf_counter() - tic
     warnings += _empty_warning(labels, store, config)
     if not config.track:
-        labels = labels if image.ndim == 3 else labels[0]
+        labels = np.asarray(labels) if image.ndim == 3 else labels[0]
         return PipelineResult(labels, None, None, None, seconds, warnings, size)
 
     from .tracking import link_labels
 
     tic = time.perf_counter()
     yield Progress("track", 0, 1)
-    tracked = link_labels(labels, **link_options(config), pins=pins)
+    tracked = link_labels(labels, **link_options(config), pins=pins, lazy=lazy)
     del labels
     warnings += _missed(tracked)
     seconds["track"] = time.perf_counter() - tic
@@ -566,7 +572,7 @@ def _ranges(frames: list[int]) -> str:
 
 def _empty_warning(labels: np.ndarray, store: Any, config: PipelineConfig) -> list[str]:
     """Why every frame came out empty, when it did (a silent empty result helps nobody)."""
-    if np.any(labels):
+    if any(np.any(labels[t]) for t in range(len(labels))):  # frame by frame: it may be lazy
         return []
     top = 0.0
     for t in range(store.n_frames):

@@ -12,6 +12,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ..io.lineage import tracks_from_labels
+from .frames import RelabelledFrames
 
 
 @dataclass
@@ -21,7 +22,8 @@ class TrackingResult:
     Attributes
     ----------
     labels : ndarray of shape (T, Y, X), uint16 or uint32
-        Track ids ``1 .. N``, 0 for background.
+        Track ids ``1 .. N``, 0 for background (a :class:`~.frames.RelabelledFrames`, read
+        frame by frame, from ``link_labels(..., lazy=True)``).
     lineage : ndarray of shape (N, 4), int64
         CTC rows ``[label, first_frame, last_frame, parent]``, sorted by label.
     tracks : ndarray of shape (M, 4), float64
@@ -356,7 +358,10 @@ class _TrackTable:
         new[0] = 0
         dtype = np.uint16 if len(ids) < 1 << 16 else np.uint32
         lut_of = [np.array([new[int(v)] for v in tof], dtype) for tof in self.track_of]
-        labels = np.stack([lut[f] for lut, f in zip(lut_of, self.frames, strict=True)])
+        if getattr(self.frames, "compressed", False):  # relabelled as read: memory stays flat
+            labels = RelabelledFrames(self.frames, lut_of, dtype)
+        else:
+            labels = np.stack([lut[f] for lut, f in zip(lut_of, self.frames, strict=True)])
         lineage = np.array(
             [[new[k], *self.table[k][:2], new[self.table[k][2]]] for k in ids], np.int64
         ).reshape(-1, 4)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterable
 from functools import partial
 
@@ -13,6 +12,7 @@ from scipy.optimize import linear_sum_assignment
 from ..errors import InputError
 from ..grouping import relabel_consecutive
 from ._table import _CLEANUP_DOC, TrackingResult, _finish, _overlaps
+from .frames import FrameStack
 from .pins import Pin, apply_pins, pair_pins, pins_by_frame
 
 
@@ -137,14 +137,15 @@ def _split_back(
             parts = [box_of(k, node), box_of(k + 1, pair[0]), box_of(k + 1, pair[1])]
             if any(b is None for b in parts):
                 break  # an object with no pixel: nothing to cut
-            height, width = frames[k].shape
+            frame = frames[k]  # (a copy when the frames are kept compressed)
+            height, width = frame.shape
             region = (
                 slice(max(min(b[0].start for b in parts) - 1, 0),
                       min(max(b[0].stop for b in parts) + 1, height)),
                 slice(max(min(b[1].start for b in parts) - 1, 0),
                       min(max(b[1].stop for b in parts) + 1, width)),
             )  # fmt: skip
-            here, nxt = frames[k][region], frames[k + 1][region]
+            here, nxt = frame[region], frames[k + 1][region]
             mask = here == node
             part = _split_by_seeds(
                 mask, nxt == pair[0], nxt == pair[1], depth=depth, min_ratio=min_ratio
@@ -152,7 +153,8 @@ def _split_back(
             if part is None:
                 break
             new = len(boxes[k]) + 1  # find_objects lists every id up to the frame's largest
-            here[mask & ~part] = new  # a view: the frame itself is cut
+            here[mask & ~part] = new  # a view of the frame
+            frames[k] = frame
             boxes.pop(k)
             edges[k][node] = [pair[0]]
             edges[k][new] = [pair[1]]
@@ -178,6 +180,7 @@ def link_labels(
     split_back: int = 0,
     split_back_depth: float = 0.05,
     pins: Iterable[Pin] = (),
+    lazy: bool = False,
 ) -> TrackingResult:
     """Link per-frame instance labels into tracks by overlap.
 
@@ -205,6 +208,12 @@ def link_labels(
         Links to keep (:mod:`.pins`): the objects under each pin's points are linked, take part
         in no other link, are never cut, and their tracks are left alone by the clean-up. Pins
         no object holds are listed in the result's ``missed_pins``.
+    lazy : bool
+        For a long movie: keep the frames compressed while tracking (:mod:`.frames`; a few
+        tens of kB per 1024 x 1024 frame instead of 4 MB) and return the labels as
+        :class:`~.frames.RelabelledFrames`, relabelled as each frame is read, so that memory
+        does not grow with the movie's length. ``labels`` may then be read frame by frame
+        from anywhere (a :class:`~.frames.FrameStack`, zarr, dask).
     {cleanup}
 
     Returns
@@ -226,19 +235,15 @@ def link_labels(
             f"split_back must be >= 0 and split_back_depth in [0, 1), got {split_back} and "
             f"{split_back_depth}"
         )
-    frames = [
-        relabel_consecutive(np.asarray(labels[t])).astype(np.int32, copy=False)
-        for t in range(labels.shape[0])
-    ]
+    frames = FrameStack(tuple(labels.shape[1:]), compressed=lazy)
+    for t in range(labels.shape[0]):
+        frames.append(relabel_consecutive(np.asarray(labels[t])).astype(np.int32, copy=False))
     link = partial(_link_pair, min_iou=min_iou, min_child_overlap=min_child_overlap)
     grouped = pins_by_frame(pins)
-    pinned, missed = (
-        [],
-        [p for t, ps in grouped.items() if not 0 <= t < len(frames) - 1 for p in ps],
-    )
-    for t, (a, b) in enumerate(itertools.pairwise(frames)):
-        links, lost = pair_pins(a, b, grouped.get(t, ()))
-        pinned.append(links)
+    pinned: list[dict[int, list[int]]] = [{} for _ in range(max(len(frames) - 1, 0))]
+    missed = [p for t, ps in grouped.items() if not 0 <= t < len(frames) - 1 for p in ps]
+    for t in [t for t in grouped if 0 <= t < len(frames) - 1]:
+        pinned[t], lost = pair_pins(frames[t], frames[t + 1], grouped[t])
         missed.extend(lost)
 
     def link_t(t: int, a: np.ndarray, b: np.ndarray) -> dict[int, list[int]]:
@@ -251,8 +256,8 @@ def link_labels(
         )
 
     edges = []
-    for t, (a, b) in enumerate(itertools.pairwise(frames)):
-        edges.append(link_t(t, a, b))
+    for t in range(len(frames) - 1):
+        edges.append(link_t(t, frames[t], frames[t + 1]))
         if split_back > 0:
             _split_back(
                 frames,
