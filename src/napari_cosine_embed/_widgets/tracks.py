@@ -167,6 +167,7 @@ class TracksWidget(Container):
         self._timer.setInterval(0)
         self._timer.timeout.connect(self._guarded(self.refresh))
         self.state: TrackState | None = None
+        self._gone = False
         self.view: Any = None
         self.index_worker: Any = None
         self.rows: list = []
@@ -203,6 +204,7 @@ class TracksWidget(Container):
         self._labels_chosen(self._labels_box.value)
 
     def _closed(self, *_: Any) -> None:
+        self._gone = True  # a worker or timer that reports later finds nothing to update
         if self.state is not None:
             self.state.close()
             self.state.layer.events.selected_label.disconnect(self._picked_label)
@@ -281,7 +283,7 @@ class TracksWidget(Container):
                 self._summary.value = f"indexing the tracks: frame {done}/{total}"
 
     def _indexed(self, state: TrackState, data: np.ndarray, index: TrackIndex) -> None:
-        if state is not self.state or state.layer.data is not data:
+        if self._gone or state is not self.state or state.layer.data is not data:
             return  # another layer, or new data, since
         state.index = index
         tracks = self._tracks_box.value
@@ -340,7 +342,7 @@ class TracksWidget(Container):
     def refresh(self) -> None:
         """Redraw what follows the lineage: the tracks layer, the lineage view, the review list."""
         state = self.state
-        if state is None or not state.ready:
+        if self._gone or state is None or not state.ready:
             return
         lineage = state.lineage()
         n_div = sum(
