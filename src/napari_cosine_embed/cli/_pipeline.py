@@ -401,6 +401,15 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     n, shape = movie.shape[0], tuple(view.shape[-2:])
     dim = model.config.embedding_dim
     ids = cache_ids(model, view, config)
+    if _on_cluster(args):
+        result = _segment_on_cluster(args, config, pins, progress)
+        _write_tracks(out, result, text, overwrite=args.overwrite)
+        _warn("segment", [*filter(None, notes), *result.warnings])
+        print(
+            f"wrote {out}: {n} frames, {len(result.lineage)} tracks "
+            f"({time.perf_counter() - tic:.1f} s on the cluster)"
+        )
+        return 0
     with contextlib.ExitStack() as stack:
         cache = args.cache
         if cache is None and n * dim * shape[0] * shape[1] * 2 > MEMORY_CACHE_LIMIT:
@@ -440,6 +449,33 @@ def _pins(args: argparse.Namespace) -> list:
     with contextlib.suppress(OSError, ValueError):
         print(f"keeping {len(pins)} pinned link(s) from {args.pins}", file=sys.stderr, flush=True)
     return pins
+
+
+def _on_cluster(args: argparse.Namespace) -> bool:
+    return bool(args.workers or args.scheduler or args.cluster)
+
+
+def _segment_on_cluster(args: argparse.Namespace, config, pins, progress):
+    """The embedding and grouping on a dask.distributed cluster, the tracking here."""
+    from ..core.distributed import connect, run_distributed
+
+    if args.cache is not None:
+        raise InputError("--cache is not used on a cluster: give either --cache or a cluster")
+    client, cluster = connect(
+        scheduler=args.scheduler,
+        cluster=args.cluster,
+        workers=args.workers or 2,
+        config_file=args.cluster_config,
+    )
+    try:
+        gen = run_distributed(
+            args.input[0], config, client, frames_per_task=args.frames_per_task, pins=pins
+        )
+        return _drive(gen, progress)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def _read_label_movie(path: Path):
@@ -497,7 +533,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub) -> None:
-    from ..core.limits import PIPELINE
+    from ..core.limits import PIPELINE, Range
     from ..core.pipeline import DEFAULT_FOREGROUND_THRESHOLD, GROUPINGS, TRACKINGS, PipelineConfig
 
     def field(name: str):
@@ -614,6 +650,26 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--settings", help="settings.json of an earlier run: start from its parameters")
     p.add_argument("--cache", help="keep the embeddings in this zarr folder (reused when rerun)")
+    cluster = p.add_argument_group(
+        "cluster (dask.distributed; pip install 'napari-cosine-embed[distributed]')"
+    )
+    cluster.add_argument(
+        "--workers", type=_validate.number(Range(int, 1, 10_000)), help="worker processes (local) or "
+        "jobs (batch system) to run on; with --cluster, or alone for worker processes here",
+    )  # fmt: skip
+    cluster.add_argument("--scheduler", help="address or scheduler file of a running cluster")
+    cluster.add_argument(
+        "--cluster", choices=("local", "slurm", "pbs", "lsf"),
+        help="start a cluster: worker processes here, or jobs through dask-jobqueue",
+    )  # fmt: skip
+    cluster.add_argument(
+        "--cluster-config", metavar="YAML",
+        help="dask-jobqueue settings for --cluster slurm|pbs|lsf (cores, memory, queue, ...)",
+    )  # fmt: skip
+    cluster.add_argument(
+        "--frames-per-task", type=_validate.number(Range(int, 1, 100_000)), default=20,
+        help="frames one task embeds and groups (default 20; rounded to the state window)",
+    )  # fmt: skip
     p.add_argument(
         "--pins",
         metavar="PINS",

@@ -57,6 +57,19 @@ class FrameStack:
         self._frames.append(self._pack(frame))
         self._dtypes.append(np.asarray(frame).dtype)
 
+    def packed(self, t: int) -> tuple[bytes, str]:
+        """Frame ``t`` as stored (compressed bytes) with its dtype, to send elsewhere."""
+        if not self.compressed:
+            raise ValueError("only a compressed stack hands out packed frames")
+        return self._frames[t], str(self._dtypes[t])
+
+    def append_packed(self, blob: bytes, dtype: str) -> None:
+        """Append a frame that :meth:`packed` of another compressed stack gave."""
+        if not self.compressed:
+            raise ValueError("only a compressed stack takes packed frames")
+        self._frames.append(blob)
+        self._dtypes.append(np.dtype(dtype))
+
     def __len__(self) -> int:
         return len(self._frames)
 

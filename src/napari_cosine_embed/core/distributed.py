@@ -1,0 +1,267 @@
+"""``segment`` on a dask.distributed cluster, with the single-machine result.
+
+A movie is cut into runs of frames aligned to the model's state window (``state_window``
+frames, each warmed up on the ``warmup`` frames before it, as a whole run does: see
+:func:`~.embed.embedding_history`), so a run embedded on its own equals the same frames of a
+whole-movie run. One task per run: a worker reads its frames from the movie's path, embeds them
+with the model it loaded once from its path (nothing large goes through the scheduler: the
+movie and the model travel as paths, the labels come back compressed, a few tens of kB per
+frame), rounds the embeddings as the single-machine embedding store does, and groups each
+frame. The client puts the label frames in order and links them into tracks (a serial pass
+that is fast and, kept compressed, light: :mod:`.tracking.frames`).
+
+dask.distributed is imported only here, and only when a cluster is asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = [
+    "JOBQUEUE",
+    "FrameRuns",
+    "connect",
+    "frame_runs",
+    "make_cluster",
+    "run_distributed",
+    "segment_run",
+]
+
+#: Models loaded in this (worker) process, by their source: loaded once, used by every task.
+_MODELS: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class FrameRuns:
+    """The runs of frames one task each embeds and groups."""
+
+    runs: list[range]
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+
+def frame_runs(n_frames: int, *, state_window: int | None, per_task: int) -> FrameRuns:
+    """Cut ``n_frames`` into runs of about ``per_task`` frames, starting at multiples of
+    ``state_window`` (the frames a run embedded alone gets exactly right).
+
+    Examples
+    --------
+    >>> frame_runs(12, state_window=5, per_task=6).runs
+    [range(0, 10), range(10, 12)]
+    """
+    if state_window is None:
+        raise InputError(
+            "a movie embedded with an unbounded state history (state_window None) cannot be "
+            "split into independent runs; use the default state window"
+        )
+    if per_task < 1:
+        raise InputError(f"frames per task must be >= 1, got {per_task}")
+    step = max(int(state_window), int(state_window) * round(per_task / int(state_window)))
+    return FrameRuns([range(a, min(a + step, n_frames)) for a in range(0, n_frames, step)])
+
+
+def _model(source: str, threads: int) -> Any:
+    import torch
+
+    from .checkpoint import load_model
+
+    torch.set_num_threads(max(1, int(threads)))
+    if source not in _MODELS:
+        _MODELS[source] = load_model(source)
+    return _MODELS[source]
+
+
+def segment_run(
+    path: str, config: Any, frames: Sequence[int], *, threads: int = 1
+) -> tuple[list[int], list[bytes], list[str], dict[int, int]]:
+    """Embed and group ``frames`` of the movie at ``path`` (runs on a worker).
+
+    Returns the frames, each frame's labels compressed (:class:`~.tracking.frames.FrameStack`),
+    their dtypes and the count of non-finite pixels filled per frame.
+    """
+    from .embed import iter_embed
+    from .embedding_store import EmbeddingStore
+    from .io import read_any
+    from .pipeline import group_frame, model_input, model_space, rescale_labels
+    from .tracking.frames import FrameStack
+
+    model = _model(config.model, threads)
+    movie = read_any(path, lazy=True).image
+    movie = movie[None] if movie.ndim == 2 else movie
+    out_shape = tuple(movie.shape[-2:])
+    config = config.for_model(model)
+    config, size, view = model_input(movie, config, model)
+    grouping = model_space(config, size.scale)
+    store = EmbeddingStore(movie.shape[0], model.config.embedding_dim, tuple(view.shape[-2:]))
+    stack = FrameStack(out_shape)
+    done, nonfinite = [], {}
+    for result in iter_embed(model, view, frames=frames, **config.embed_options()):
+        if result.nonfinite:
+            nonfinite[result.t] = result.nonfinite
+        store.put(result.t, result.embedding, result.foreground)  # the store's rounding
+        emb, fg = store.get(result.t)
+        store.forget([result.t])
+        frame = rescale_labels(group_frame(emb, fg, grouping), out_shape)
+        dtype = np.uint16 if frame.max(initial=0) <= np.iinfo(np.uint16).max else np.uint32
+        stack.append(frame.astype(dtype, copy=False))
+        done.append(result.t)
+    packed = [stack.packed(i) for i in range(len(stack))]
+    return done, [blob for blob, _ in packed], [dtype for _, dtype in packed], nonfinite
+
+
+def run_distributed(
+    path: str | os.PathLike,
+    config: Any,
+    client: Any,
+    *,
+    frames_per_task: int = 20,
+    threads_per_task: int = 1,
+    pins: Sequence[Any] = (),
+) -> Generator[Any, None, Any]:
+    """Segment and track the movie at ``path`` on a dask.distributed ``client``.
+
+    Parameters
+    ----------
+    path : path-like
+        The movie, readable by :func:`~.io.read_any` on every worker (a shared file system).
+    config : PipelineConfig
+        As ``segment`` runs it: the diameter already resolved to pixels
+        (:func:`~.pipeline.model_input`), so that every worker rescales alike.
+    client : distributed.Client
+    frames_per_task : int
+        About how many frames one task embeds and groups (rounded to the state window).
+    threads_per_task : int
+        torch threads per task.
+    pins : sequence of Pin
+        Links to keep when tracking.
+
+    Yields
+    ------
+    Progress
+        ``segment``: runs of frames done of all; then ``track``.
+
+    Returns
+    -------
+    PipelineResult
+        Labels relabelled frame by frame as read, as with ``run_pipeline(lazy=True)``.
+    """
+    from distributed import as_completed
+
+    from .io import read_any
+    from .pipeline import PipelineResult, Progress, link_options
+    from .tracking import link_labels
+    from .tracking.frames import FrameStack
+
+    if not config.track or config.tracking != "overlap":
+        raise InputError("on a cluster, segment tracks by overlap linking (--tracking overlap)")
+    path = str(Path(path))
+    movie = read_any(path, lazy=True).image
+    movie = movie[None] if movie.ndim == 2 else movie
+    n = movie.shape[0]
+    runs = frame_runs(n, state_window=config.state_window, per_task=frames_per_task)
+    futures = [
+        client.submit(segment_run, path, config, list(run), threads=threads_per_task, pure=False)
+        for run in runs.runs
+    ]
+    packed: dict[int, tuple[bytes, str]] = {}
+    nonfinite: dict[int, int] = {}
+    yield Progress("segment", 0, len(runs))
+    for done, future in enumerate(as_completed(futures), start=1):
+        frames, blobs, dtypes, filled = future.result()
+        packed.update(zip(frames, zip(blobs, dtypes, strict=True), strict=True))
+        nonfinite.update(filled)
+        yield Progress("segment", done, len(runs))
+    if sorted(packed) != list(range(n)):
+        raise RuntimeError(f"the cluster returned frames {sorted(packed)[:5]}... of {n}")
+    labels = FrameStack(tuple(movie.shape[-2:]))
+    for t in range(n):
+        labels.append_packed(*packed.pop(t))
+    yield Progress("track", 0, 1)
+    tracked = link_labels(labels, **link_options(config), pins=pins, lazy=True)
+    yield Progress("track", 1, 1)
+    warnings = []
+    if nonfinite:
+        warnings.append(
+            f"{len(nonfinite)} frame(s) held NaN or infinite pixels: they were filled with each "
+            "frame's lowest finite value before embedding"
+        )
+    return PipelineResult(
+        tracked.labels, tracked.lineage, tracked.tracks, tracked.graph, {}, warnings, None
+    )
+
+
+#: The batch systems ``--cluster`` starts workers on, through dask-jobqueue.
+JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "lsf": "LSFCluster"}
+
+
+def make_cluster(kind: str, *, workers: int, config_file: str | os.PathLike | None = None) -> Any:
+    """A cluster to run on: ``"local"`` (worker processes on this machine) or a batch system.
+
+    Parameters
+    ----------
+    kind : {"local", "slurm", "pbs", "lsf"}
+    workers : int
+        Worker processes (local), or jobs to submit (batch; each job one worker).
+    config_file : path-like, optional
+        For a batch system: a YAML file of dask-jobqueue settings (``jobqueue: slurm: cores:
+        ..., memory: ..., queue: ..., walltime: ...``), read into dask's configuration first;
+        without it, dask's own configuration (``~/.config/dask/jobqueue.yaml``) is used.
+
+    Returns
+    -------
+    distributed.LocalCluster or dask_jobqueue.JobQueueCluster
+        Not yet scaled for a batch system: ``cluster.job_script()`` shows what would be
+        submitted; :func:`connect` scales it.
+    """
+    if workers < 1:
+        raise InputError(f"--workers must be >= 1, got {workers}")
+    if kind == "local":
+        from distributed import LocalCluster
+
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
+    if kind not in JOBQUEUE:
+        raise InputError(f"--cluster must be local, {', '.join(JOBQUEUE)}; got {kind!r}")
+    try:
+        import dask
+        import dask_jobqueue
+        import yaml
+    except ImportError as exc:
+        raise InputError(
+            f"--cluster {kind} needs dask-jobqueue: pip install 'napari-cosine-embed[distributed]'"
+        ) from exc
+    if config_file is not None:
+        try:
+            settings = yaml.safe_load(Path(config_file).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise InputError(f"{config_file}: cannot read the cluster settings: {exc}") from exc
+        dask.config.update(dask.config.config, settings or {}, priority="new")
+    try:
+        return getattr(dask_jobqueue, JOBQUEUE[kind])()
+    except ValueError as exc:  # e.g. cores or memory not configured
+        raise InputError(f"--cluster {kind}: {exc} (set it in the --cluster-config file)") from exc
+
+
+def connect(
+    *, scheduler: str | None, cluster: str | None, workers: int, config_file=None
+) -> tuple[Any, Any]:
+    """``(client, cluster)`` for ``--scheduler`` (an address or a scheduler file) or
+    ``--cluster``; the cluster is None for an existing scheduler. Close both when done."""
+    from distributed import Client
+
+    if scheduler is not None:
+        if Path(scheduler).is_file():
+            return Client(scheduler_file=scheduler), None
+        return Client(scheduler), None
+    made = make_cluster(cluster or "local", workers=workers, config_file=config_file)
+    if cluster not in (None, "local"):
+        made.scale(jobs=workers)
+    return Client(made), made
