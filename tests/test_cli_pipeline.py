@@ -224,7 +224,7 @@ def test_track_command_recovers_the_lineage(dataset, tmp_path):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery differs on Windows")
-def test_ctrl_c_leaves_nothing_behind(dataset, tmp_path):
+def test_ctrl_c_keeps_finished_frames_and_resume_completes_the_run(dataset, tmp_path):
     out = tmp_path / "interrupted"
     code = (
         # SIGINT as in a terminal, even when the suite itself runs in the background
@@ -235,16 +235,29 @@ def test_ctrl_c_leaves_nothing_behind(dataset, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-c", code], stderr=subprocess.PIPE, text=True, bufsize=1
     )
-    # wait for the first progress line, then interrupt mid-run
+    # wait for the first progress line (a frame is done), then interrupt mid-run
     for line in proc.stderr:
-        if line.startswith("embed"):
+        if line.startswith("segment"):
             break
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert "interrupted" in err
-    assert not out.exists()
-    assert [p.name for p in tmp_path.iterdir()] == []
+    assert "interrupted" in err, err
+    assert "--resume" in err, err
+    assert not out.exists(), "no half-written result folder"
+    assert [p.name for p in tmp_path.iterdir()] == ["interrupted.unfinished.zarr"]
+
+    # without --resume or --overwrite, the stopped run's frames are not thrown away
+    argv = ["segment", str(dataset / "01"), "-o", str(out)]
+    assert main(argv) == 2
+    assert (tmp_path / "interrupted.unfinished.zarr").is_dir()
+    assert main([*argv, "--resume"]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["interrupted"]
+    assert main(["segment", str(dataset / "01"), "-o", str(tmp_path / "whole")]) == 0
+    resumed, whole = read_ctc_result(out), read_ctc_result(tmp_path / "whole")
+    np.testing.assert_array_equal(resumed[0], whole[0])
+    np.testing.assert_array_equal(resumed[1], whole[1])
+    assert main([*argv, "--resume"]) == 0  # complete: nothing to do
 
 
 def test_invert_option_reaches_the_config():

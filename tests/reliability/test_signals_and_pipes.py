@@ -26,7 +26,11 @@ ON_DISK = "import napari_cosine_embed.cli._pipeline as _p\n_p.MEMORY_CACHE_LIMIT
     ],
 )
 @pytest.mark.parametrize(("signum", "status"), [("SIGTERM", 143), ("SIGINT", 130)])
-def test_a_stopped_segment_leaves_nothing_behind(sim_crop, tmp_path, where, hook, signum, status):
+def test_a_stopped_segment_leaves_nothing_half_written(
+    sim_crop, tmp_path, where, hook, signum, status
+):
+    """Stopped anywhere, no result folder or temporary file is left half-written; the frames
+    already segmented stay in ``res.unfinished.zarr``, for ``--resume``."""
     out = tmp_path / "runs" / "res"
     out.parent.mkdir()
     prelude = ON_DISK + signal_after(*hook, signum)
@@ -34,9 +38,10 @@ def test_a_stopped_segment_leaves_nothing_behind(sim_crop, tmp_path, where, hook
     assert done.returncode == status, done.stderr
     assert "Traceback" not in done.stderr
     assert "nothing was left half-written" in done.stderr
+    assert "--resume goes on from there" in done.stderr
     assert not out.exists()
     assert litter(tmp_path) == []
-    assert list(out.parent.iterdir()) == []
+    assert [p.name for p in out.parent.iterdir()] == ["res.unfinished.zarr"]
 
 
 def test_sigterm_during_sample_leaves_no_partial_folder(tmp_path):

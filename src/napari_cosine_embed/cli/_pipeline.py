@@ -195,20 +195,9 @@ def _inputs(paths: list[Path], no_track: bool) -> list[tuple[str, object]]:
 
 
 def _settings(config, model, inputs) -> dict:
-    from ..core.embedding_store import model_fingerprint
+    from ..core.batch import run_settings
 
-    return {
-        "program": "napari-cosine-embed segment",
-        "version": __version__,
-        "inputs": [str(p) for p in inputs],
-        "model": {
-            "name": model.name,
-            "path": model.path,
-            "fingerprint": model_fingerprint(model),
-            "record": {k: model.record.get(k) for k in ("created", "steps", "data", "base")},
-        },
-        "parameters": config.to_dict(),
-    }
+    return run_settings(config, model, inputs, __version__)
 
 
 def _drive(gen, progress: ProgressPrinter):
@@ -235,10 +224,22 @@ def _check_paths(args: argparse.Namespace, *, kind: str = "folder") -> None:
 
     reads = _reads(args)
     cache = getattr(args, "cache", None)
-    check_output(args.out, [*reads, ("--cache folder", cache)])
+    zarr = getattr(args, "zarr", None)
+    check_output(args.out, [*reads, ("--cache folder", cache), ("--zarr store", zarr)])
     if cache is not None:
         check_output(cache, [*reads, ("--out folder", args.out)], name="--cache")
-    check_writable(args.out, kind=kind, overwrite=args.overwrite)
+    if zarr is not None:
+        check_output(zarr, [*reads, ("--out folder", args.out)], name="--zarr")
+    # a stopped run may have written its result folder before it was stopped: resuming it
+    # replaces that folder with the same result
+    resuming = getattr(args, "resume", False) and _store_path(args).exists()
+    check_writable(args.out, kind=kind, overwrite=args.overwrite or resuming)
+
+
+def _store_path(args: argparse.Namespace) -> Path:
+    from ..core.batch import partial_store_path
+
+    return Path(args.zarr) if getattr(args, "zarr", None) else partial_store_path(args.out)
 
 
 def _check_model_unchanged(args: argparse.Namespace, model) -> str | None:
@@ -351,7 +352,13 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     _diameter_in_pixels(args)
     config = _config(args)
     out = Path(args.out)
+    if config.track and len(args.input) > 1:
+        return _segment_batch(args, config)
+    if args.resume and Path(args.out).exists() and not _store_path(args).exists():
+        _note(f"{args.out} is complete and there is no stopped run to resume: nothing to do")
+        return 0
     _check_paths(args)
+    _check_resumable(args, config)
     inputs = _inputs([Path(p) for p in args.input], not config.track)
     pins = _pins(args)
     model = load_model(config.model)
@@ -390,6 +397,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     ((name, movie),) = inputs
     if movie.ndim != 3:
         raise InputError(f"{name}: a single 2D image cannot be tracked; pass --no-track")
+    if _framewise(args, config):
+        return _segment_framewise(args, config, model, pins, notes, progress, threads, tic)
     # the diameter (estimated once, here) goes into settings.json as a number
     config, size, view = model_input(movie, config, model)
     with contextlib.suppress(OSError, ValueError):  # a note: a full stderr must not stop work
@@ -401,15 +410,6 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     n, shape = movie.shape[0], tuple(view.shape[-2:])
     dim = model.config.embedding_dim
     ids = cache_ids(model, view, config)
-    if _on_cluster(args):
-        result = _segment_on_cluster(args, config, pins, progress)
-        _write_tracks(out, result, text, overwrite=args.overwrite)
-        _warn("segment", [*filter(None, notes), *result.warnings])
-        print(
-            f"wrote {out}: {n} frames, {len(result.lineage)} tracks "
-            f"({time.perf_counter() - tic:.1f} s on the cluster)"
-        )
-        return 0
     with contextlib.ExitStack() as stack:
         cache = args.cache
         if cache is None and n * dim * shape[0] * shape[1] * 2 > MEMORY_CACHE_LIMIT:
@@ -455,12 +455,36 @@ def _on_cluster(args: argparse.Namespace) -> bool:
     return bool(args.workers or args.scheduler or args.cluster)
 
 
-def _segment_on_cluster(args: argparse.Namespace, config, pins, progress):
-    """The embedding and grouping on a dask.distributed cluster, the tracking here."""
-    from ..core.distributed import connect, run_distributed
+def _framewise(args: argparse.Namespace, config) -> bool:
+    """Whether ``segment`` runs frame by frame into a store (resumable): always, except with an
+    embedding cache or pair tracking, which need every frame's embedding at once."""
+    return args.cache is None and config.tracking == "overlap"
 
-    if args.cache is not None:
-        raise InputError("--cache is not used on a cluster: give either --cache or a cluster")
+
+def _check_resumable(args: argparse.Namespace, config) -> None:
+    if not config.track and (args.resume or args.zarr):
+        raise InputError("--resume and --zarr go with tracking; they cannot go with --no-track")
+    if config.track and not _framewise(args, config):
+        if args.resume or args.zarr:
+            what = "--cache" if args.cache is not None else "--tracking pairs"
+            raise InputError(
+                f"--resume and --zarr run frame by frame; {what} needs every frame's embedding "
+                "at once (with --cache, a rerun reuses the cached embeddings instead)"
+            )
+        if _on_cluster(args) and args.cache is not None:
+            raise InputError("--cache is not used on a cluster: give either --cache or a cluster")
+        if _on_cluster(args):
+            raise InputError("on a cluster, segment tracks by overlap linking (--tracking overlap)")
+
+
+@contextlib.contextmanager
+def _client(args: argparse.Namespace):
+    """A dask.distributed client for ``--workers/--scheduler/--cluster``, or None."""
+    if not _on_cluster(args):
+        yield None
+        return
+    from ..core.distributed import connect
+
     client, cluster = connect(
         scheduler=args.scheduler,
         cluster=args.cluster,
@@ -468,14 +492,139 @@ def _segment_on_cluster(args: argparse.Namespace, config, pins, progress):
         config_file=args.cluster_config,
     )
     try:
-        gen = run_distributed(
-            args.input[0], config, client, frames_per_task=args.frames_per_task, pins=pins
-        )
-        return _drive(gen, progress)
+        yield client
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _note(text: str) -> None:
+    with contextlib.suppress(OSError, ValueError):  # a note: a full stderr must not stop work
+        print(text, file=sys.stderr, flush=True)
+
+
+def _segment_framewise(args, config, model, pins, notes, progress, threads, tic) -> int:
+    """One movie, frame by frame into a store (resumable), here or on a cluster."""
+    from ..core.batch import MovieJob, finish_movie, segment_movie
+
+    out = Path(args.out)
+    job = MovieJob(
+        Path(args.input[0]),
+        out,
+        zarr=Path(args.zarr) if args.zarr else None,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        settings_extra={"pins": str(args.pins)} if args.pins else {},
+    )
+    with _client(args) as client:
+        gen = segment_movie(
+            job, config, model=model, version=__version__, threads=threads, pins=pins,
+            client=client, frames_per_task=args.frames_per_task, on_note=_note,
+        )  # fmt: skip
+        try:
+            done = _drive(gen, progress)
+        except KeyboardInterrupt:
+            _say_stopped(job.store_path)
+            raise
+
+    def write(path: Path) -> None:
+        _drive(finish_movie(done, out=path), lambda *a: None)
+
+    try:
+        write(out)
+    except OSError as exc:
+        _rescue(write, out, exc)
+    except KeyboardInterrupt:
+        _say_stopped(job.store_path)
+        raise
+    result = done.result
+    _warn("segment", [*filter(None, notes), *result.warnings])
+    n_div = int((result.lineage[:, 3] > 0).sum()) if len(result.lineage) else 0
+    where = "on the cluster" if _on_cluster(args) else ""
+    seconds = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items() if v)
+    also = f" and {job.zarr}" if job.zarr else ""
+    print(
+        f"wrote {out}{also}: {done.n_frames} frames, {len(result.lineage)} tracks, {n_div} "
+        f"daughter tracks ({seconds or where}; {time.perf_counter() - tic:.1f} s in all)"
+    )
+    return 0
+
+
+def _say_stopped(store: Path) -> None:
+    """After Ctrl-C or SIGTERM: what was kept, and how to go on."""
+    from ..core.io.ome_zarr import LabelMovieStore
+
+    with contextlib.suppress(Exception):
+        kept = LabelMovieStore.open(store)
+        done = int(kept.done("segmentation").sum())
+        _note(
+            f"stopped: {done} of {kept.n_frames} frames are kept in {store}; the same command "
+            "with --resume goes on from there"
+        )
+
+
+def _segment_batch(args: argparse.Namespace, config) -> int:
+    """Several movies: one task per movie, each written to ``--out/<name>_RES``."""
+    from ..core.batch import MovieJob, movie_name, run_batch
+    from ..core.io.outputs import check_output
+
+    if args.pins:
+        raise InputError("--pins belongs to one movie; it cannot go with several movies")
+    if not _framewise(args, config):
+        raise InputError("several movies run frame by frame: --cache and --tracking pairs are "
+                         "for one movie")  # fmt: skip
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: with several movies, --out is a folder for their results")
+    names = [movie_name(p) for p in args.input]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise InputError(f"several movies are named {', '.join(twice)}: their results collide")
+    zarr = Path(args.zarr) if args.zarr else None
+    jobs = [
+        MovieJob(
+            Path(p),
+            out / f"{name}_RES",
+            zarr=zarr / f"{name}.zarr" if zarr else None,
+            resume=args.resume,
+            overwrite=args.overwrite,
+        )
+        for p, name in zip(args.input, names, strict=True)
+    ]
+    flat = []
+    for job in jobs:
+        check_output(job.out, [("input", p) for p in args.input])
+        ((_, image),) = _inputs([job.input], True)  # read lazily: its shape, and what is wrong
+        if image.ndim != 3:
+            flat.append(job.input.name)
+    if flat:
+        raise InputError(
+            f"{', '.join(flat[:3])}{' ...' if len(flat) > 3 else ''}: 2D images, not movies; "
+            "to label independent images one by one, pass --no-track"
+        )
+    from ..core.checkpoint import load_model
+
+    load_model(config.model)  # a wrong model is refused here, not once per movie
+    out.mkdir(parents=True, exist_ok=True)
+    if zarr is not None:
+        zarr.mkdir(parents=True, exist_ok=True)
+    tic = time.perf_counter()
+    with _client(args) as client:
+        rows = _drive(
+            run_batch(jobs, config, version=__version__, client=client), ProgressPrinter()
+        )
+    failed = [row for row in rows if "error" in row]
+    for row in rows:
+        if "error" in row:
+            _note(f"{row['input']}: failed: {row['error']}")
+        else:
+            _warn("segment", [f"{row['input']}: {w}" for w in row["notes"][1:]])
+    print(
+        f"wrote {len(rows) - len(failed)} of {len(rows)} movies to {out} "
+        f"({time.perf_counter() - tic:.1f} s)"
+    )
+    return 1 if failed else 0
 
 
 def _read_label_movie(path: Path):
@@ -675,6 +824,18 @@ def add_commands(sub) -> None:
         metavar="PINS",
         help="links to keep when tracking: a pins JSON file (the Correct widget keeps one in its "
         "project folder), or a curated CTC result folder or GEFF, all of whose links are kept",
+    )
+    p.add_argument(
+        "--zarr",
+        metavar="PATH.zarr",
+        help="also write an OME-Zarr image: the movie with its label movies (segmentation, "
+        "tracked), frame by frame (with several movies: a folder for one .zarr each)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from a run that stopped part-way (its frames are kept in --zarr, or in "
+        "OUT.unfinished.zarr): only the missing frames are computed",
     )
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=_validate.checked(p, _cmd_segment, _validate.check_segment))

@@ -82,14 +82,15 @@ def _model(source: str, threads: int) -> Any:
 
 def segment_run(
     path: str, config: Any, frames: Sequence[int], *, threads: int = 1
-) -> tuple[list[int], list[bytes], list[str], dict[int, int]]:
+) -> tuple[list[int], list[bytes], list[str], dict[int, int], list[int]]:
     """Embed and group ``frames`` of the movie at ``path`` (runs on a worker).
 
     Returns the frames, each frame's labels compressed (:class:`~.tracking.frames.FrameStack`),
-    their dtypes and the count of non-finite pixels filled per frame.
+    their dtypes, the count of non-finite pixels filled per frame and each input frame's hash
+    (:func:`~.embedding_store.frame_hash`, which the client's store records).
     """
     from .embed import iter_embed
-    from .embedding_store import EmbeddingStore
+    from .embedding_store import EmbeddingStore, frame_hash
     from .io import read_any
     from .pipeline import group_frame, model_input, model_space, rescale_labels
     from .tracking.frames import FrameStack
@@ -103,7 +104,7 @@ def segment_run(
     grouping = model_space(config, size.scale)
     store = EmbeddingStore(movie.shape[0], model.config.embedding_dim, tuple(view.shape[-2:]))
     stack = FrameStack(out_shape)
-    done, nonfinite = [], {}
+    done, nonfinite, hashes = [], {}, []
     for result in iter_embed(model, view, frames=frames, **config.embed_options()):
         if result.nonfinite:
             nonfinite[result.t] = result.nonfinite
@@ -114,8 +115,9 @@ def segment_run(
         dtype = np.uint16 if frame.max(initial=0) <= np.iinfo(np.uint16).max else np.uint32
         stack.append(frame.astype(dtype, copy=False))
         done.append(result.t)
+        hashes.append(frame_hash(movie[result.t]))
     packed = [stack.packed(i) for i in range(len(stack))]
-    return done, [blob for blob, _ in packed], [dtype for _, dtype in packed], nonfinite
+    return done, [blob for blob, _ in packed], [dtype for _, dtype in packed], nonfinite, hashes
 
 
 def run_distributed(
@@ -126,6 +128,8 @@ def run_distributed(
     frames_per_task: int = 20,
     threads_per_task: int = 1,
     pins: Sequence[Any] = (),
+    store: Any = None,
+    copy_image: bool = False,
 ) -> Generator[Any, None, Any]:
     """Segment and track the movie at ``path`` on a dask.distributed ``client``.
 
@@ -143,11 +147,17 @@ def run_distributed(
         torch threads per task.
     pins : sequence of Pin
         Links to keep when tracking.
+    store : LabelMovieStore, optional
+        Where each frame's labels are written as they come back (:mod:`.framewise`): a stopped
+        run's store is resumed, its finished frames checked against the movie and kept, and
+        only the missing frames are sent out. Without one, the labels are kept in memory.
+    copy_image : bool
+        Also copy each input frame into the store's image.
 
     Yields
     ------
     Progress
-        ``segment``: runs of frames done of all; then ``track``.
+        ``check`` (a resumed store's frames), ``segment``: tasks done of all; then ``track``.
 
     Returns
     -------
@@ -156,8 +166,9 @@ def run_distributed(
     """
     from distributed import as_completed
 
+    from .framewise import load_segmentation, verify_done
     from .io import read_any
-    from .pipeline import PipelineResult, Progress, link_options
+    from .pipeline import PipelineResult, Progress, _missed, _ranges, link_options
     from .tracking import link_labels
     from .tracking.frames import FrameStack
 
@@ -166,29 +177,59 @@ def run_distributed(
     path = str(Path(path))
     movie = read_any(path, lazy=True).image
     movie = movie[None] if movie.ndim == 2 else movie
-    n = movie.shape[0]
+    n, shape = movie.shape[0], tuple(movie.shape[-2:])
+    warnings: list[str] = []
+    done = np.zeros(n, bool)
+    if store is not None:
+        if (store.n_frames, *store.shape) != (n, *shape):
+            raise InputError(f"the store holds {store.n_frames} frames of {store.shape}")
+        kept = int(store.done("segmentation").sum())
+        changed = (yield from verify_done(store, movie)) if kept else []
+        if changed:
+            warnings.append(
+                f"{len(changed)} of {kept} frames of the stopped run were redone: the movie "
+                f"changed since (frames {_ranges(changed)})"
+            )
+        if kept - len(changed):
+            warnings.append(
+                f"{kept - len(changed)} of {n} frames were kept from the stopped run"
+            )
+        done = store.done("segmentation")
     runs = frame_runs(n, state_window=config.state_window, per_task=frames_per_task)
+    todo = [[t for t in run if not done[t]] for run in runs.runs]
     futures = [
-        client.submit(segment_run, path, config, list(run), threads=threads_per_task, pure=False)
-        for run in runs.runs
+        client.submit(segment_run, path, config, frames, threads=threads_per_task, pure=False)
+        for frames in todo
+        if frames
     ]
     packed: dict[int, tuple[bytes, str]] = {}
     nonfinite: dict[int, int] = {}
-    yield Progress("segment", 0, len(runs))
-    for done, future in enumerate(as_completed(futures), start=1):
-        frames, blobs, dtypes, filled = future.result()
-        packed.update(zip(frames, zip(blobs, dtypes, strict=True), strict=True))
+    yield Progress("segment", 0, len(futures))
+    for finished, future in enumerate(as_completed(futures), start=1):
+        frames, blobs, dtypes, filled, hashes = future.result()
         nonfinite.update(filled)
-        yield Progress("segment", done, len(runs))
-    if sorted(packed) != list(range(n)):
-        raise RuntimeError(f"the cluster returned frames {sorted(packed)[:5]}... of {n}")
-    labels = FrameStack(tuple(movie.shape[-2:]))
-    for t in range(n):
-        labels.append_packed(*packed.pop(t))
+        if store is None:
+            packed.update(zip(frames, zip(blobs, dtypes, strict=True), strict=True))
+        else:  # on disk at once: a stop after this keeps these frames
+            for t, blob, dtype, source in zip(frames, blobs, dtypes, hashes, strict=True):
+                one = FrameStack(shape)
+                one.append_packed(blob, dtype)
+                if copy_image:
+                    store.put_image(t, movie[t])
+                store.put("segmentation", t, one[0], source=source)
+        yield Progress("segment", finished, len(futures))
+    if store is not None:
+        labels = load_segmentation(store)
+    else:
+        if sorted(packed) != list(range(n)):
+            raise RuntimeError(f"the cluster returned frames {sorted(packed)[:5]}... of {n}")
+        labels = FrameStack(shape)
+        for t in range(n):
+            labels.append_packed(*packed.pop(t))
     yield Progress("track", 0, 1)
     tracked = link_labels(labels, **link_options(config), pins=pins, lazy=True)
     yield Progress("track", 1, 1)
-    warnings = []
+    warnings += _missed(tracked)
     if nonfinite:
         warnings.append(
             f"{len(nonfinite)} frame(s) held NaN or infinite pixels: they were filled with each "

@@ -570,15 +570,21 @@ def _ranges(frames: list[int]) -> str:
     return ", ".join(text) + (", ..." if len(runs) > 6 else "")
 
 
-def _empty_warning(labels: np.ndarray, store: Any, config: PipelineConfig) -> list[str]:
-    """Why every frame came out empty, when it did (a silent empty result helps nobody)."""
+def _empty_warning(
+    labels: np.ndarray, store: Any, config: PipelineConfig, *, top: float | None = None
+) -> list[str]:
+    """Why every frame came out empty, when it did (a silent empty result helps nobody).
+
+    ``top``, the highest foreground probability seen, is read from ``store`` when not given.
+    """
     if any(np.any(labels[t]) for t in range(len(labels))):  # frame by frame: it may be lazy
         return []
-    top = 0.0
-    for t in range(store.n_frames):
-        fg = store.get(t)[1]
-        if fg is not None:
-            top = max(top, float(fg.max(initial=0.0)))
+    if top is None:
+        top = 0.0
+        for t in range(store.n_frames):
+            fg = store.get(t)[1]
+            if fg is not None:
+                top = max(top, float(fg.max(initial=0.0)))
     threshold = config.foreground_threshold
     if threshold is not None and top < threshold:
         why = (
