@@ -191,9 +191,7 @@ def run_distributed(
                 f"changed since (frames {_ranges(changed)})"
             )
         if kept - len(changed):
-            warnings.append(
-                f"{kept - len(changed)} of {n} frames were kept from the stopped run"
-            )
+            warnings.append(f"{kept - len(changed)} of {n} frames were kept from the stopped run")
         done = store.done("segmentation")
     runs = frame_runs(n, state_window=config.state_window, per_task=frames_per_task)
     todo = [[t for t in run if not done[t]] for run in runs.runs]
