@@ -269,3 +269,24 @@ def test_invert_option_reaches_the_config():
     assert _config(args).invert is True
     args = parser.parse_args(["segment", "movie.tif", "-o", "out"])
     assert _config(args).invert is False
+
+
+def test_several_movies_are_a_batch_here(dataset, tmp_path, capsys):
+    frames = sorted((dataset / "01").glob("t*.tif"))
+    stack = np.stack([tifffile.imread(f) for f in frames])
+    tifffile.imwrite(tmp_path / "a.tif", stack)
+    tifffile.imwrite(tmp_path / "b.tif", stack[::-1].copy())
+    argv = ["segment", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "-o", str(tmp_path / "r")]
+    assert main(argv) == 0
+    assert "wrote 2 of 2 movies" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["a_RES", "b_RES"]
+    assert main(["segment", str(tmp_path / "a.tif"), "-o", str(tmp_path / "alone")]) == 0
+    a, alone = read_ctc_result(tmp_path / "r" / "a_RES"), read_ctc_result(tmp_path / "alone")
+    np.testing.assert_array_equal(a[0], alone[0])
+    np.testing.assert_array_equal(a[1], alone[1])
+    before = (tmp_path / "r" / "a_RES" / "mask000.tif").stat().st_mtime_ns
+    assert main(argv) == 1  # each movie refuses to overwrite, before any work
+    err = capsys.readouterr().err
+    assert err.count("already exists; pass --overwrite") == 2
+    assert (tmp_path / "r" / "a_RES" / "mask000.tif").stat().st_mtime_ns == before
+    assert not list((tmp_path / "r").glob("*.unfinished.zarr"))

@@ -156,3 +156,81 @@ def test_the_slurm_job_script(tmp_path):
     )
     with pytest.raises(InputError, match="--cluster must be"):
         make_cluster("condor", workers=1)
+
+
+def test_a_stopped_cluster_run_resumes_sending_only_missing_frames(client, model, tmp_path):
+    from napari_cosine_embed.core.framewise import run_identity
+    from napari_cosine_embed.core.io.ome_zarr import LabelMovieStore
+
+    movie = synthetic_timelapse(SyntheticConfig(n_frames=15, shape=(96, 96), n_cells=6, seed=6))
+    path = tmp_path / "movie.tif"
+    tifffile.imwrite(path, movie.image)
+    config = PipelineConfig().for_model(model)
+    config, _, _ = model_input(movie.image, config, model)
+    _, single = drain(run_pipeline(movie.image, config, model=model, lazy=True))
+    identity = run_identity([path], movie.image, model, config)
+    store = LabelMovieStore.create(tmp_path / "s.zarr", 15, (96, 96), identity=identity)
+    gen = run_distributed(path, config, client, frames_per_task=5, store=store)
+    for step in gen:  # stop as soon as one task of three has come back
+        if step.stage == "segment" and step.done == 1:
+            gen.close()
+            break
+    kept = int(store.done("segmentation").sum())
+    assert kept == 5
+
+    reopened = LabelMovieStore.open(tmp_path / "s.zarr", identity=identity)
+    steps, spread = drain(run_distributed(path, config, client, frames_per_task=5, store=reopened))
+    tasks = [s.total for s in steps if s.stage == "segment"]
+    assert tasks[-1] == 2, "only the two runs with missing frames are sent out"
+    assert "5 of 15 frames were kept from the stopped run" in spread.warnings
+    np.testing.assert_array_equal(np.asarray(spread.labels), np.asarray(single.labels))
+    np.testing.assert_array_equal(spread.lineage, single.lineage)
+
+
+def test_many_movies_one_task_each_equal_one_by_one(client, tmp_path):
+    from napari_cosine_embed.core.batch import MovieJob, run_batch
+
+    paths = []
+    for seed in (7, 8, 9):
+        movie = synthetic_timelapse(
+            SyntheticConfig(n_frames=6, shape=(96, 96), n_cells=5, seed=seed)
+        )
+        paths.append(tmp_path / f"m{seed}.tif")
+        tifffile.imwrite(paths[-1], movie.image)
+    config = PipelineConfig()
+    jobs = [MovieJob(p, tmp_path / "cluster" / f"{p.stem}_RES") for p in paths]
+    steps, rows = drain(run_batch(jobs, config, version="test", client=client))
+    assert [s.total for s in steps] == [3] * 4  # one task per movie
+    assert [row.get("error") for row in rows] == [None] * 3
+    assert [row["frames"] for row in rows] == [6, 6, 6]
+    for p in paths:  # the same as segment run on each movie alone, here
+        assert main(["segment", str(p), "-o", str(tmp_path / "alone" / p.stem)]) == 0
+        a = read_ctc_result(tmp_path / "cluster" / f"{p.stem}_RES")
+        b = read_ctc_result(tmp_path / "alone" / p.stem)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+    assert not list(tmp_path.glob("cluster/*.unfinished.zarr"))
+
+
+def test_segment_command_batch_with_zarr_on_worker_processes(tmp_path, capsys):
+    from napari_cosine_embed.core.io.zarr_store import read_zarr
+
+    paths = []
+    for seed in (10, 11):
+        movie = synthetic_timelapse(
+            SyntheticConfig(n_frames=5, shape=(80, 80), n_cells=4, seed=seed)
+        )
+        paths.append(tmp_path / f"movie{seed}.tif")
+        tifffile.imwrite(paths[-1], movie.image)
+    argv = ["segment", *map(str, paths), "-o", str(tmp_path / "res"), "--zarr", str(tmp_path / "z")]
+    assert main([*argv, "--workers", "2"]) == 0
+    assert "wrote 2 of 2 movies" in capsys.readouterr().out
+    for p in paths:
+        labels, _ = read_ctc_result(tmp_path / "res" / f"{p.stem}_RES")
+        tracked = np.asarray(read_zarr(tmp_path / "z" / f"{p.stem}.zarr" / "labels" / "tracked"))
+        np.testing.assert_array_equal(tracked, labels)
+        image = np.asarray(read_zarr(tmp_path / "z" / f"{p.stem}.zarr"))
+        np.testing.assert_array_equal(image, tifffile.imread(p))
+    assert main([*argv, "--resume"]) == 0  # all complete: each movie is skipped
+    assert main(argv) == 1  # without --resume or --overwrite, each movie refuses to overwrite
+    assert "already exists" in capsys.readouterr().err

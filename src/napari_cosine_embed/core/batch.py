@@ -168,6 +168,8 @@ def segment_movie(
     from .io.pixel_size import read_pixel_size
     from .pipeline import model_input
 
+    if job.out.exists() and not (job.overwrite or (job.resume and job.store_path.exists())):
+        raise OutputExistsError(f"{job.out} already exists; pass --overwrite to replace it")
     read = read_any(job.input, lazy=True)
     movie = read.image
     if movie.ndim != 3:
