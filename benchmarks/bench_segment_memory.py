@@ -4,7 +4,7 @@
         [--workers 0 2] [--tile-size N]
 
 For each length, a synthetic fluorescence movie (``--size`` x ``--size``, about 150 nuclei
-of 20-25 px) is written to a TIFF in the temporary folder, then ``napari-cosine-embed segment``
+of 20-25 px, at most 200 at a time) is written to a TIFF in the temporary folder, then ``napari-cosine-embed segment``
 runs on it in a fresh process, as a user runs it: on this machine (``--workers 0``), or on a
 LocalCluster of worker processes (``--workers 2``). The process tree's resident memory is
 sampled every 0.1 s (psutil): the peak of the ``segment`` process itself, and the peak of the
@@ -34,7 +34,7 @@ def write_movie(path: Path, frames: int, size: int) -> None:
     from napari_cosine_embed.core.synthetic import SyntheticConfig, synthetic_timelapse
 
     movie = synthetic_timelapse(
-        SyntheticConfig(n_frames=frames, shape=(size, size), n_cells=150, seed=0)
+        SyntheticConfig(n_frames=frames, shape=(size, size), n_cells=150, max_cells=200, seed=0)
     )
     with tifffile.TiffWriter(path) as tif:
         for frame in movie.image:

@@ -85,6 +85,8 @@ def result_to_layers(result: ReadResult, path: PathLike) -> list[LayerData]:
         layers.append((result.image, image_kwargs, "image"))
     truth = result.source_kind in ("ctc", "ctc-gt")
     labels_name = f"{result.name} GT" if truth else result.name
+    if result.source_kind == "zarr":  # a segment --zarr result: the movie and its tracks
+        labels_name = f"{result.name} tracked"
     if result.labels is not None:
         labels_meta = {**meta, "notes": list(result.notes or [])}
         layers.append((result.labels, {"name": labels_name, "metadata": labels_meta}, "labels"))

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from napari_cosine_embed._reader import read_layers
 from napari_cosine_embed.core import pipeline
 from napari_cosine_embed.core.checkpoint import load_model
 from napari_cosine_embed.core.errors import InputError, OutputExistsError
@@ -81,7 +82,7 @@ def test_framewise_equals_the_whole_run_and_writes_ome_zarr(movie, model, setup,
     np.testing.assert_array_equal(np.asarray(result.labels), np.asarray(whole.labels))
     np.testing.assert_array_equal(result.lineage, whole.lineage)
     assert np.asarray(whole.labels).max() > 3, "the default model should find the cells"
-    drain(write_tracked(store, result.labels))
+    drain(write_tracked(store, result.labels, result.lineage))
 
     # a valid OME-Zarr 0.4 image with two label movies, which our reader opens as the image
     attrs = json.loads((tmp_path / "movie.zarr" / ".zattrs").read_text())
@@ -93,6 +94,10 @@ def test_framewise_equals_the_whole_run_and_writes_ome_zarr(movie, model, setup,
     np.testing.assert_array_equal(np.asarray(read_zarr(tmp_path / "movie.zarr")), movie.image)
     on_disk = np.asarray(read_zarr(tmp_path / "movie.zarr" / "labels" / "tracked"))
     np.testing.assert_array_equal(on_disk, np.asarray(whole.labels))
+    # napari opens it as the movie, the tracked labels and their tracks
+    layers = read_layers(tmp_path / "movie.zarr")
+    assert [kind for _, _, kind in layers] == ["image", "labels", "tracks"]
+    np.testing.assert_array_equal(np.asarray(layers[1][0]), np.asarray(whole.labels))
 
 
 def test_a_stopped_run_resumes_redoing_only_missing_frames(

@@ -221,7 +221,7 @@ def finish_movie(done: MovieResult, *, out: Path | None = None) -> Generator[Any
         extra_files={"settings.json": text},
     )
     if job.zarr is not None:
-        yield from write_tracked(done.store, result.labels)
+        yield from write_tracked(done.store, result.labels, result.lineage)
         (job.zarr / "settings.json").write_text(text)
     else:
         shutil.rmtree(done.store.path, ignore_errors=True)

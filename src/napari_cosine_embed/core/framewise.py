@@ -208,11 +208,14 @@ def run_framewise(
     )
 
 
-def write_tracked(store: Any, labels: Any) -> Generator[Any, None, None]:
-    """Write the tracked labels into the store's ``tracked`` movie, frame by frame."""
+def write_tracked(store: Any, labels: Any, lineage: Any) -> Generator[Any, None, None]:
+    """Write the tracked labels into the store's ``tracked`` movie, frame by frame, and their
+    lineage (the last frame counts as written only once the lineage is there)."""
     from .pipeline import Progress
 
     sources = store.sources("segmentation")
+    store.forget("tracked", range(store.n_frames))  # an earlier run's, if any
+    store.set_lineage(lineage)
     for t in range(store.n_frames):
         store.put("tracked", t, labels[t], source=int(sources[t]))
         yield Progress("write", t + 1, store.n_frames)

@@ -210,8 +210,14 @@ def read_any(path: str | os.PathLike, *, lazy: bool = False) -> ReadResult:
             notes=tracked.notes,
         )
     if _is_zarr(path):
+        from .ome_zarr import read_tracked_labels
+
         name = path.name.removesuffix(".zarr").removesuffix(".ome") or path.name
-        return ReadResult(image=read_zarr(path), name=name, source_kind="zarr")
+        tracked = read_tracked_labels(path)  # a segment --zarr result: with its tracks
+        labels, lineage = tracked if tracked is not None else (None, None)
+        return ReadResult(
+            image=read_zarr(path), labels=labels, lineage=lineage, name=name, source_kind="zarr"
+        )
     if path.is_dir():
         if is_ctc_sequence_folder(path):
             return _read_ctc(path, lazy=lazy)

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import InputError, OutputExistsError
 
-__all__ = ["LABEL_NAMES", "LabelMovieStore"]
+__all__ = ["LABEL_NAMES", "LabelMovieStore", "read_tracked_labels"]
 
 #: The label movies a ``segment`` store holds, in the order they are written.
 LABEL_NAMES = ("segmentation", "tracked")
@@ -214,6 +214,11 @@ class LabelMovieStore:
         for t in frames:
             source[int(t)] = np.uint64(0)
 
+    def set_lineage(self, lineage: np.ndarray) -> None:
+        """Keep the tracked labels' lineage (CTC rows ``[label, first, last, parent]``)."""
+        rows = np.asarray(lineage, np.int64).reshape(-1, 4).tolist()
+        self._label("tracked").attrs[_OURS] = {"lineage": rows}
+
     def put_image(self, t: int, frame: np.ndarray) -> None:
         """Copy frame ``t`` of the input movie in, as the image the labels belong to."""
         self._group["0"][t] = np.asarray(frame)
@@ -221,3 +226,24 @@ class LabelMovieStore:
     def __repr__(self) -> str:
         done = {name: int(self.done(name).sum()) for name in LABEL_NAMES}
         return f"LabelMovieStore({str(self.path)!r}, {self.n_frames} frames, done {done})"
+
+
+def read_tracked_labels(path: str | os.PathLike) -> tuple[Any, np.ndarray] | None:
+    """The tracked labels (lazy) and lineage of a finished ``segment --zarr`` store, or None
+    when ``path`` is not one (any other OME-Zarr, or a run not finished)."""
+    import zarr
+
+    from .zarr_store import read_zarr
+
+    try:
+        root = zarr.open_group(str(path), mode="r")
+        if _OURS not in root.attrs:
+            return None
+        group = root["labels"]["tracked"]
+        lineage = group.attrs[_OURS]["lineage"]
+        if not np.all(np.asarray(group["source"][:])):
+            return None
+    except (KeyError, TypeError, ValueError, OSError, zarr.errors.GroupNotFoundError):
+        return None
+    labels = read_zarr(Path(path) / "labels" / "tracked")
+    return labels, np.asarray(lineage, np.int64).reshape(-1, 4)
