@@ -194,3 +194,35 @@ def test_frame_files_stack_eagerly_and_lazily(tmp_path):
     tifffile.imwrite(paths[2], frames[2].astype(np.float32))
     with pytest.raises(InputError, match=r"f2\.tif is \(5, 6\) float32"):
         read_tiff_frames(paths)
+
+
+def test_a_lazy_stack_reads_a_frame_at_a_time(tmp_path):
+    from napari_cosine_embed.core.io.tiff import TiffFrames
+
+    movie = np.random.default_rng(0).integers(0, 4000, (6, 40, 50)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "m.tif", movie)
+    lazy = read_tiff(tmp_path / "m.tif", lazy=True)
+    assert isinstance(lazy, TiffFrames)
+    assert (lazy.shape, lazy.dtype, lazy.ndim, lazy.nbytes) == (
+        movie.shape,
+        movie.dtype,
+        3,
+        movie.nbytes,
+    )
+    np.testing.assert_array_equal(lazy[3], movie[3])
+    np.testing.assert_array_equal(lazy[-1], movie[-1])
+    np.testing.assert_array_equal(lazy[1:4], movie[1:4])
+    np.testing.assert_array_equal(lazy[2, 5:9, ::3], movie[2, 5:9, ::3])
+    np.testing.assert_array_equal(np.asarray(lazy), movie)
+    with pytest.raises(IndexError):
+        lazy[6]
+    np.testing.assert_array_equal(read_tiff(tmp_path / "m.tif"), movie)  # eager as before
+
+
+def test_a_truncated_stack_is_refused_when_opened_lazily(tmp_path):
+    movie = np.arange(6 * 64 * 64, dtype=np.uint16).reshape(6, 64, 64)
+    tifffile.imwrite(tmp_path / "m.tif", movie)
+    data = (tmp_path / "m.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(data[: len(data) - 3000])
+    with pytest.raises(InputError, match="corrupt or truncated"):
+        read_tiff(tmp_path / "cut.tif", lazy=True)

@@ -113,10 +113,7 @@ def prepare_store(job: MovieJob, movie: Any, identity: dict, *, pixel_size=None)
     if path.exists() or path.is_symlink():
         if job.resume:
             store = LabelMovieStore.open(path, identity=identity)
-            if store.done("tracked").all() and job.zarr is None:
-                store = None  # a finished partial store is never left; start afresh
-            else:
-                return store, f"resuming from {path}: {_frames_note(store)} already done"
+            return store, f"resuming from {path}: {_frames_note(store)} already done"
         if not job.overwrite:
             if job.zarr is None:
                 try:

@@ -226,7 +226,8 @@ def read_any(path: str | os.PathLike, *, lazy: bool = False) -> ReadResult:
             f"(no tNNN.tif frames found)"
         )
     if lower.endswith(TIFF_SUFFIXES):
-        return ReadResult(image=read_tiff(path), name=_tiff_stem(path), source_kind="tiff")
+        image = read_tiff(path, lazy=lazy)
+        return ReadResult(image=image, name=_tiff_stem(path), source_kind="tiff")
     if lower.endswith(VIDEO_SUFFIXES):
         return ReadResult(image=read_video(path), name=path.stem, source_kind="video")
     raise InputError(

@@ -26,6 +26,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -173,7 +174,80 @@ def _unsupported(path: Path, axes: str, shape: tuple, why: str) -> InputError:
     )
 
 
-def read_tiff(path: str | os.PathLike) -> np.ndarray:
+class TiffFrames:
+    """A (T, Y, X) TIFF stack read a frame (a page) at a time, for a movie that should not be
+    held whole in memory: ``segment`` reads each frame when it embeds it.
+
+    Indexing with a frame number (or a tuple starting with one) reads that page; a slice of
+    frames reads those pages; ``np.asarray`` reads them all. Reads are serialised (one file
+    handle), and a page that cannot be decoded raises :class:`InputError` naming the file.
+    """
+
+    ndim = 3
+
+    def __init__(self, path: Path, tif: Any, pages: list, shape: tuple, dtype: Any) -> None:
+        import threading
+
+        self.path, self._tif, self._pages = path, tif, pages
+        self.shape, self.dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+        self._lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _frame(self, t: int) -> np.ndarray:
+        t = range(self.shape[0])[t]  # negative and out-of-range frames, as numpy treats them
+        try:
+            with self._lock, _tifffile_errors() as errors:
+                frame = self._pages[t].asarray()
+        except _TIFF_ERRORS as exc:
+            raise _tiff_error(self.path, exc) from exc
+        if errors or frame.shape != self.shape[1:]:
+            raise InputError(f"{self.path}: frame {t} cannot be read: corrupt or truncated TIFF")
+        return frame
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        rest: tuple = ()
+        if isinstance(key, tuple):
+            key, rest = (key[0] if key else slice(None)), key[1:]
+        if isinstance(key, int | np.integer):
+            frame = self._frame(int(key))
+            return frame[rest] if rest else frame
+        frames = range(self.shape[0])[key] if isinstance(key, slice) else np.asarray(key)
+        stack = np.stack([self._frame(int(t)) for t in np.ravel(frames)]).reshape(
+            (*np.shape(frames), *self.shape[1:])
+        )
+        return stack[(slice(None), *rest)] if rest else stack
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        data = self[:]
+        return data if dtype is None else data.astype(dtype, copy=False)
+
+    def __repr__(self) -> str:
+        return f"TiffFrames({str(self.path)!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+def _lazy_stack(path: Path, tif: Any, series: Any) -> TiffFrames | None:
+    """A :class:`TiffFrames` for a plain stack of single-frame pages, else None (read whole)."""
+    axes, shape = series.axes, tuple(series.shape)
+    if len(axes) != 3 or axes[0] not in _STACK_AXES or axes[0] == "C" or "S" in axes:
+        return None
+    pages = list(series.pages)
+    if len(pages) != shape[0] or any(p is None or p.shape != shape[1:] for p in pages):
+        return None
+    size = path.stat().st_size
+    for page in pages:  # a truncated file is refused now, not at frame 180 of a long run
+        ends = [o + n for o, n in zip(page.dataoffsets, page.databytecounts, strict=False)]
+        if max(ends, default=0) > size:
+            raise InputError(f"{path}: corrupt or truncated TIFF file (page data past its end)")
+    return TiffFrames(path, tif, pages, shape, series.dtype)
+
+
+def read_tiff(path: str | os.PathLike, *, lazy: bool = False) -> Any:
     """Read a grayscale 2D image or 2D time-lapse from a TIFF or OME-TIFF file.
 
     Parameters
@@ -181,6 +255,10 @@ def read_tiff(path: str | os.PathLike) -> np.ndarray:
     path : path-like
         A ``.tif`` / ``.tiff`` / ``.ome.tif`` file. Only its first series is read (for a
         pyramidal file, the full-resolution level).
+    lazy : bool
+        For a stack of single-frame pages, return a :class:`TiffFrames` that reads a frame
+        when it is indexed, so memory does not grow with the movie; other layouts are read
+        whole.
 
     Returns
     -------
@@ -205,14 +283,21 @@ def read_tiff(path: str | os.PathLike) -> np.ndarray:
         raise InputError(f"{path}: is a folder, expected a TIFF file")
     if not path.is_file():
         raise InputError(f"{path}: no such file")
+    frames = None
     try:
-        with _tifffile_errors() as errors, tifffile.TiffFile(path) as tif:
-            series = tif.series[0] if tif.series else None
-            if series is not None:
-                axes, shape = series.axes, tuple(series.shape)
-                photometric = series.keyframe.photometric
-                is_ome = tif.is_ome
-                data = series.asarray()
+        with _tifffile_errors() as errors:
+            tif = tifffile.TiffFile(path)
+            try:
+                series = tif.series[0] if tif.series else None
+                if series is not None:
+                    axes, shape = series.axes, tuple(series.shape)
+                    photometric = series.keyframe.photometric
+                    is_ome = tif.is_ome
+                    frames = _lazy_stack(path, tif, series) if lazy else None
+                    data = frames if frames is not None else series.asarray()
+            finally:
+                if frames is None:
+                    tif.close()
     except _TIFF_ERRORS as exc:
         raise _tiff_error(path, exc) from exc
     if errors:
@@ -221,7 +306,7 @@ def read_tiff(path: str | os.PathLike) -> np.ndarray:
         raise InputError(f"{path}: corrupt or truncated TIFF file ({'; '.join(errors)})")
     if series is None:
         raise InputError(f"{path}: the TIFF file holds no image data")
-    if np.iscomplexobj(data):
+    if np.dtype(data.dtype).kind == "c":
         raise InputError(
             f"{path}: the pixels have dtype {data.dtype}; complex values are not supported, "
             f"expected real-valued intensities (integer or float)"
