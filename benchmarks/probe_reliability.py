@@ -1288,22 +1288,22 @@ def build_cases() -> list[Case]:
     add(
         "signals",
         "segment-sigterm",
-        "SIGTERM while grouping",
+        "SIGTERM while segmenting frame by frame",
         long_seg,
         "interrupted",
         uses=("long",),
         check=whole_or_nothing,
-        signal=Signal(signal.SIGTERM, "re:group: 1/"),
+        signal=Signal(signal.SIGTERM, "re:segment: 1/"),
     )
     add(
         "signals",
         "segment-sigint",
-        "Ctrl-C while grouping",
+        "Ctrl-C while segmenting frame by frame",
         long_seg,
         "interrupted",
         uses=("long",),
         check=whole_or_nothing,
-        signal=Signal(signal.SIGINT, "re:group: 1/"),
+        signal=Signal(signal.SIGINT, "re:segment: 1/"),
     )
     add(
         "signals",
@@ -1354,6 +1354,16 @@ def build_cases() -> list[Case]:
         "interrupted",
         uses=("long",),
         signal=Signal(signal.SIGINT, "after:4"),
+    )
+    add(
+        "signals",
+        "segment-sigkill-resume-frames",
+        "SIGKILL while segmenting, then the same command with --resume",
+        [*long_seg, "--resume"],
+        "ok",
+        uses=("long",),
+        before=(Run(long_seg, signal=Signal(signal.SIGKILL, "re:segment: 1/", delay=0.3)),),
+        check=same_as_reference("out", "long_ref"),
     )
     resume = [*long_seg, "--cache", "c.zarr"]
     add(

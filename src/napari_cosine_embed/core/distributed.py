@@ -202,9 +202,14 @@ def run_distributed(
     ]
     packed: dict[int, tuple[bytes, str]] = {}
     nonfinite: dict[int, int] = {}
-    yield Progress("segment", 0, len(futures))
-    for finished, future in enumerate(as_completed(futures), start=1):
+    n_tasks = len(futures)
+    # only as_completed holds the futures: each result is let go once written, so the
+    # client (and the scheduler beside it) does not keep every frame of the movie
+    pending, futures = as_completed(futures), None
+    yield Progress("segment", 0, n_tasks)
+    for finished, future in enumerate(pending, start=1):
         frames, blobs, dtypes, filled, hashes = future.result()
+        future.release()
         nonfinite.update(filled)
         if store is None:
             packed.update(zip(frames, zip(blobs, dtypes, strict=True), strict=True))
@@ -215,7 +220,8 @@ def run_distributed(
                 if copy_image:
                     store.put_image(t, movie[t])
                 store.put("segmentation", t, one[0], source=source)
-        yield Progress("segment", finished, len(futures))
+        del future, blobs
+        yield Progress("segment", finished, n_tasks)
     if store is not None:
         labels = load_segmentation(store)
     else:
