@@ -1353,7 +1353,7 @@ def build_cases() -> list[Case]:
         ["segment", "--no-track", "long/01", "-o", "out"],
         "interrupted",
         uses=("long",),
-        signal=Signal(signal.SIGINT, "after:4"),
+        signal=Signal(signal.SIGINT, "after:1.5"),
     )
     add(
         "signals",
@@ -2819,8 +2819,11 @@ def _is_litter(rel: str) -> bool:
 def default_outputs(argv: list[str], cwd: Path) -> tuple[str, ...]:
     outs = []
     for i, a in enumerate(argv[:-1]):
-        if a in ("-o", "--out", "--cache", "--state"):
+        if a in ("-o", "--out", "--cache", "--state", "--zarr"):
             outs.append(argv[i + 1])
+    if argv and argv[0] == "segment" and "-o" in argv[:-1] and "--no-track" not in argv:
+        # a stopped run keeps its finished frames beside the result, for --resume
+        outs.append(argv[argv.index("-o") + 1].rstrip("/") + ".unfinished.zarr")
     if argv and argv[0] == "sample" and len(argv) > 1 and not argv[1].startswith("-"):
         outs.insert(0, argv[1])
     if argv and argv[0] in ("train", "finetune") and "--out" in argv and "--state" not in argv:

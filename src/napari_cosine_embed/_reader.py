@@ -16,6 +16,7 @@ import numpy as np
 from .core.errors import InputError
 from .core.io import READABLE_SUFFIXES, ReadResult, is_ctc_sequence_folder, read_any
 from .core.io.lineage import tracks_from_labels
+from .core.io.tiff import TiffFrames
 from .core.io.tracked import is_tracked
 
 LayerData = tuple[Any, dict[str, Any], str]
@@ -113,6 +114,12 @@ def read_layers(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
         # without disk reads; larger ones stay lazy and napari reads only the frames shown.
         for field in ("image", "labels"):
             value = getattr(result, field)
+            if isinstance(value, TiffFrames):  # napari slices dask arrays every way it needs
+                import dask.array as da
+
+                meta = np.empty((0, 0, 0), value.dtype)
+                value = da.from_array(value, chunks=(1, *value.shape[1:]), meta=meta)
+                setattr(result, field, value)
             lazy = value is not None and not isinstance(value, np.ndarray)
             if lazy and value.nbytes <= EAGER_LIMIT_BYTES and result.source_kind != "zarr":
                 setattr(result, field, np.asarray(value))

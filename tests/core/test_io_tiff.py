@@ -226,3 +226,21 @@ def test_a_truncated_stack_is_refused_when_opened_lazily(tmp_path):
     (tmp_path / "cut.tif").write_bytes(data[: len(data) - 3000])
     with pytest.raises(InputError, match="corrupt or truncated"):
         read_tiff(tmp_path / "cut.tif", lazy=True)
+
+
+def test_the_reader_gives_napari_a_large_lazy_stack_as_dask(tmp_path, monkeypatch):
+    import dask.array as da
+
+    from napari_cosine_embed import _reader
+
+    movie = np.random.default_rng(1).integers(0, 255, (5, 30, 40)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "m.tif", movie)
+    monkeypatch.setattr(_reader, "EAGER_LIMIT_BYTES", 100)  # as if the movie were huge
+    (data, meta, kind), *_ = _reader.read_layers(tmp_path / "m.tif")
+    assert kind == "image"
+    assert isinstance(data, da.Array)
+    np.testing.assert_array_equal(data[3].compute(), movie[3])
+    np.testing.assert_array_equal(data[1:4, ::2, 5].compute(), movie[1:4, ::2, 5])
+    monkeypatch.setattr(_reader, "EAGER_LIMIT_BYTES", 2**30)
+    (data, _, _), *_ = _reader.read_layers(tmp_path / "m.tif")
+    assert isinstance(data, np.ndarray)  # a movie that fits is loaded
