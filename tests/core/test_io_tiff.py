@@ -236,7 +236,7 @@ def test_the_reader_gives_napari_a_large_lazy_stack_as_dask(tmp_path, monkeypatc
     movie = np.random.default_rng(1).integers(0, 255, (5, 30, 40)).astype(np.uint8)
     tifffile.imwrite(tmp_path / "m.tif", movie)
     monkeypatch.setattr(_reader, "EAGER_LIMIT_BYTES", 100)  # as if the movie were huge
-    (data, meta, kind), *_ = _reader.read_layers(tmp_path / "m.tif")
+    (data, _, kind), *_ = _reader.read_layers(tmp_path / "m.tif")
     assert kind == "image"
     assert isinstance(data, da.Array)
     np.testing.assert_array_equal(data[3].compute(), movie[3])
