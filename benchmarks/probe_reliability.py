@@ -1353,7 +1353,7 @@ def build_cases() -> list[Case]:
         ["segment", "--no-track", "long/01", "-o", "out"],
         "interrupted",
         uses=("long",),
-        signal=Signal(signal.SIGINT, "after:1.5"),
+        signal=Signal(signal.SIGINT, "re:segment: 1/"),
     )
     add(
         "signals",

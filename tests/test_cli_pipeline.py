@@ -290,3 +290,13 @@ def test_several_movies_are_a_batch_here(dataset, tmp_path, capsys):
     assert err.count("already exists; pass --overwrite") == 2
     assert (tmp_path / "r" / "a_RES" / "mask000.tif").stat().st_mtime_ns == before
     assert not list((tmp_path / "r").glob("*.unfinished.zarr"))
+
+
+@pytest.mark.skipif(
+    __import__("torch").cuda.is_available(), reason="this machine has a GPU: nothing to refuse"
+)
+def test_an_absent_gpu_is_refused_before_anything_is_written(dataset, tmp_path, capsys):
+    argv = ["segment", str(dataset / "01"), "-o", str(tmp_path / "out"), "--device", "cuda"]
+    assert main(argv) == 2
+    assert "cuda" in capsys.readouterr().err.lower()
+    assert list(tmp_path.iterdir()) == []

@@ -506,7 +506,7 @@ def _note(text: str) -> None:
 
 def _segment_framewise(args, config, model, pins, notes, progress, threads, tic) -> int:
     """One movie, frame by frame into a store (resumable), here or on a cluster."""
-    from ..core.batch import MovieJob, finish_movie, segment_movie
+    from ..core.batch import MovieJob, drop_progress, finish_movie, segment_movie
 
     out = Path(args.out)
     job = MovieJob(
@@ -529,7 +529,7 @@ def _segment_framewise(args, config, model, pins, notes, progress, threads, tic)
             raise
 
     def write(path: Path) -> None:
-        _drive(finish_movie(done, out=path), lambda *a: None)
+        _drive(finish_movie(done, out=path, cleanup=False), lambda *a: None)
 
     try:
         write(out)
@@ -538,6 +538,9 @@ def _segment_framewise(args, config, model, pins, notes, progress, threads, tic)
     except KeyboardInterrupt:
         _say_stopped(job.store_path)
         raise
+    # the result is complete: a signal from now on must not report the run as stopped
+    with _signals_ignored():
+        drop_progress(done)
     result = done.result
     _warn("segment", [*filter(None, notes), *result.warnings])
     n_div = int((result.lineage[:, 3] > 0).sum()) if len(result.lineage) else 0
@@ -549,6 +552,24 @@ def _segment_framewise(args, config, model, pins, notes, progress, threads, tic)
         f"daughter tracks ({seconds or where}; {time.perf_counter() - tic:.1f} s in all)"
     )
     return 0
+
+
+@contextlib.contextmanager
+def _signals_ignored():
+    """Ctrl-C and SIGTERM are ignored inside (from the main thread; elsewhere, no change)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            if handler is not None:  # None: a handler not set from Python, left as it is
+                signal.signal(sig, handler)
 
 
 def _say_stopped(store: Path) -> None:

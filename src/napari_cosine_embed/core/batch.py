@@ -27,6 +27,7 @@ from .errors import InputError, OutputExistsError
 __all__ = [
     "MovieJob",
     "MovieResult",
+    "drop_progress",
     "finish_movie",
     "movie_name",
     "partial_store_path",
@@ -174,6 +175,10 @@ def segment_movie(
     if config.tracking != "overlap":
         raise InputError("a resumable segment tracks by overlap linking (--tracking overlap)")
     config = config.for_model(model)
+    if config.device is not None:  # an absent GPU is refused before anything is written
+        from .device import resolve_device
+
+        model = model.to(resolve_device(config.device))
     config, size, _ = model_input(movie, config, model)  # the diameter, once, as a number
     notes = [size.describe()]
     identity = run_identity([job.input], movie, model, config)
@@ -201,9 +206,12 @@ def segment_movie(
     return MovieResult(job, result, store, settings, movie.shape[0], notes)
 
 
-def finish_movie(done: MovieResult, *, out: Path | None = None) -> Generator[Any, None, Path]:
+def finish_movie(
+    done: MovieResult, *, out: Path | None = None, cleanup: bool = True
+) -> Generator[Any, None, Path]:
     """Write a segmented movie's results: the CTC folder (at ``out``, default the job's), and
-    the tracked labels into its OME-Zarr; then drop the partial store. Yields Progress."""
+    the tracked labels into its OME-Zarr; then (``cleanup``) drop the unfinished store
+    (:func:`drop_progress`). Yields Progress."""
     from .framewise import write_tracked
     from .io.ctc import write_ctc_result
 
@@ -220,9 +228,15 @@ def finish_movie(done: MovieResult, *, out: Path | None = None) -> Generator[Any
     if job.zarr is not None:
         yield from write_tracked(done.store, result.labels, result.lineage)
         (job.zarr / "settings.json").write_text(text)
-    else:
-        shutil.rmtree(done.store.path, ignore_errors=True)
+    if cleanup:
+        drop_progress(done)
     return out
+
+
+def drop_progress(done: MovieResult) -> None:
+    """Remove a finished run's ``OUT.unfinished.zarr`` (a ``--zarr`` store is an output)."""
+    if done.job.zarr is None:
+        shutil.rmtree(done.store.path, ignore_errors=True)
 
 
 def _movie_task(job: MovieJob, config: Any, version: str, threads: int) -> dict[str, Any]:

@@ -96,6 +96,10 @@ def segment_run(
     from .tracking.frames import FrameStack
 
     model = _model(config.model, threads)
+    if config.device is not None:  # the worker's GPU, when it has one ("auto")
+        from .device import resolve_device
+
+        model = model.to(resolve_device(config.device))
     movie = read_any(path, lazy=True).image
     movie = movie[None] if movie.ndim == 2 else movie
     out_shape = tuple(movie.shape[-2:])

@@ -169,6 +169,10 @@ def run_framewise(
     if tuple(movie.shape) != (store.n_frames, *store.shape):
         raise InputError(f"the store holds {store.n_frames} frames of {store.shape}")
     config = config.for_model(model)
+    if config.device is not None:
+        from .device import resolve_device
+
+        model = model.to(resolve_device(config.device))
     config, size, view = model_input(movie, config, model)
     grouping = model_space(config, size.scale)
     warnings: list[str] = []
