@@ -1353,7 +1353,7 @@ def build_cases() -> list[Case]:
         ["segment", "--no-track", "long/01", "-o", "out"],
         "interrupted",
         uses=("long",),
-        signal=Signal(signal.SIGINT, "re:segment: 1/"),
+        signal=Signal(signal.SIGINT, "re:embed: 1/"),
     )
     add(
         "signals",
@@ -1390,7 +1390,7 @@ def build_cases() -> list[Case]:
         "signals",
         "sample-sigterm-writing",
         "sample: SIGTERM while writing",
-        ["sample", "out", "--frames", "60", "--size", "256", "256"],
+        ["sample", "out", "--frames", "200", "--size", "256", "256"],
         "interrupted",
         signal=Signal(signal.SIGTERM, "glob:.out.*partial/01/t000.tif"),
     )
@@ -1398,7 +1398,7 @@ def build_cases() -> list[Case]:
         "signals",
         "sample-sigint-writing",
         "sample: Ctrl-C while writing",
-        ["sample", "out", "--frames", "60", "--size", "256", "256"],
+        ["sample", "out", "--frames", "200", "--size", "256", "256"],
         "interrupted",
         signal=Signal(signal.SIGINT, "glob:.out.*partial/01/t000.tif"),
     )

@@ -373,9 +373,9 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     if not config.track:
         results = []
         for i, (name, image) in enumerate(inputs):
-            result = _drive(
-                run_pipeline(image, config, model=model, threads=threads), lambda *a: None
-            )
+            # one movie: its frames' progress; several images: one line per image
+            each = progress if len(inputs) == 1 else lambda *a: None
+            result = _drive(run_pipeline(image, config, model=model, threads=threads), each)
             results.append((name, result.labels))
             notes += [f"{name}: {w}" for w in result.warnings]
             progress("segment", i + 1, len(inputs))
