@@ -224,7 +224,7 @@ def test_track_command_recovers_the_lineage(dataset, tmp_path):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery differs on Windows")
-def test_ctrl_c_keeps_finished_frames_and_resume_completes_the_run(dataset, tmp_path):
+def test_ctrl_c_keeps_finished_frames_and_resume_completes_the_run(dataset, tmp_path, capsys):
     out = tmp_path / "interrupted"
     code = (
         # SIGINT as in a terminal, even when the suite itself runs in the background
@@ -257,7 +257,21 @@ def test_ctrl_c_keeps_finished_frames_and_resume_completes_the_run(dataset, tmp_
     resumed, whole = read_ctc_result(out), read_ctc_result(tmp_path / "whole")
     np.testing.assert_array_equal(resumed[0], whole[0])
     np.testing.assert_array_equal(resumed[1], whole[1])
-    assert main([*argv, "--resume"]) == 0  # complete: nothing to do
+    # complete: --resume does not pass off an existing result as this run's
+    assert main([*argv, "--resume"]) == 2
+    assert "no stopped run to resume" in capsys.readouterr().err
+
+
+def test_overwrite_never_deletes_a_zarr_that_is_not_a_segment_store(dataset, tmp_path, capsys):
+    precious = tmp_path / "data.zarr"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("mine")
+    argv = ["segment", str(dataset / "01"), "-o", str(tmp_path / "r"), "--zarr", str(precious)]
+    assert main(argv) == 2  # exists
+    assert main([*argv, "--overwrite"]) == 2
+    assert "not a segment store" in capsys.readouterr().err
+    assert (precious / "keep.txt").read_text() == "mine"
+    assert not (tmp_path / "r").exists()
 
 
 def test_invert_option_reaches_the_config():

@@ -230,6 +230,7 @@ def _check_paths(args: argparse.Namespace, *, kind: str = "folder") -> None:
         check_output(cache, [*reads, ("--out folder", args.out)], name="--cache")
     if zarr is not None:
         check_output(zarr, [*reads, ("--out folder", args.out)], name="--zarr")
+        check_writable(zarr, kind="folder", overwrite=args.overwrite or args.resume, name="--zarr")
     # a stopped run may have written its result folder before it was stopped: resuming it
     # replaces that folder with the same result
     resuming = getattr(args, "resume", False) and _store_path(args).exists()
@@ -355,8 +356,10 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     if config.track and len(args.input) > 1:
         return _segment_batch(args, config)
     if args.resume and Path(args.out).exists() and not _store_path(args).exists():
-        _note(f"{args.out} is complete and there is no stopped run to resume: nothing to do")
-        return 0
+        raise InputError(
+            f"{args.out} exists and there is no stopped run to resume ({_store_path(args)}); "
+            "pass --overwrite to redo it"
+        )
     _check_paths(args)
     _check_resumable(args, config)
     inputs = _inputs([Path(p) for p in args.input], not config.track)
@@ -602,10 +605,11 @@ def _segment_batch(args: argparse.Namespace, config) -> int:
     if len(set(names)) != len(names):
         twice = sorted({n for n in names if names.count(n) > 1})
         raise InputError(f"several movies are named {', '.join(twice)}: their results collide")
-    zarr = Path(args.zarr) if args.zarr else None
+    zarr = Path(args.zarr).resolve() if args.zarr else None
+    out = out.resolve()  # the tasks may run in another working directory
     jobs = [
         MovieJob(
-            Path(p),
+            Path(p).resolve(),
             out / f"{name}_RES",
             zarr=zarr / f"{name}.zarr" if zarr else None,
             resume=args.resume,
@@ -616,6 +620,8 @@ def _segment_batch(args: argparse.Namespace, config) -> int:
     flat = []
     for job in jobs:
         check_output(job.out, [("input", p) for p in args.input])
+        if job.zarr is not None:
+            check_output(job.zarr, [("input", p) for p in args.input], name="--zarr")
         ((_, image),) = _inputs([job.input], True)  # read lazily: its shape, and what is wrong
         if image.ndim != 3:
             flat.append(job.input.name)
@@ -636,13 +642,17 @@ def _segment_batch(args: argparse.Namespace, config) -> int:
             run_batch(jobs, config, version=__version__, client=client), ProgressPrinter()
         )
     failed = [row for row in rows if "error" in row]
+    skipped = [row for row in rows if "skipped" in row]
     for row in rows:
         if "error" in row:
             _note(f"{row['input']}: failed: {row['error']}")
+        elif "skipped" in row:
+            _note(f"{row['input']}: skipped: {row['skipped']}")
         else:
-            _warn("segment", [f"{row['input']}: {w}" for w in row["notes"][1:]])
+            _warn("segment", [f"{row['input']}: {w}" for w in row.get("notes", [])[1:]])
+    also = f", skipped {len(skipped)}" if skipped else ""
     print(
-        f"wrote {len(rows) - len(failed)} of {len(rows)} movies to {out} "
+        f"wrote {len(rows) - len(failed) - len(skipped)} of {len(rows)} movies to {out}{also} "
         f"({time.perf_counter() - tic:.1f} s)"
     )
     return 1 if failed else 0

@@ -126,10 +126,14 @@ def prepare_store(job: MovieJob, movie: Any, identity: dict, *, pixel_size=None)
                     "on from it, or --overwrite to start over"
                 )
             raise OutputExistsError(f"--zarr {path} already exists; pass --overwrite to replace it")
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+        try:
+            LabelMovieStore.open(path)  # only a store this program made is ever deleted
+        except InputError:
+            raise OutputExistsError(
+                f"{path} exists and is not a segment store; refusing to replace it (choose "
+                "another --zarr path)"
+            ) from None
+        shutil.rmtree(path)
     elif job.resume:
         note = f"nothing to resume at {path}: starting from the first frame"
     store = LabelMovieStore.create(
@@ -139,7 +143,7 @@ def prepare_store(job: MovieJob, movie: Any, identity: dict, *, pixel_size=None)
         identity=identity,
         image_dtype=movie.dtype if job.zarr is not None else None,
         pixel_size=pixel_size,
-        name=job.input.name,
+        name=movie_name(job.input),
     )
     return store, note
 
@@ -246,7 +250,12 @@ def _movie_task(job: MovieJob, config: Any, version: str, threads: int) -> dict[
     from .distributed import _model
 
     if job.resume and job.out.exists() and not job.store_path.exists():
-        return {"input": str(job.input), "out": str(job.out), "skipped": "already complete"}
+        return {
+            "input": str(job.input),
+            "out": str(job.out),
+            "skipped": "its result exists and it has no stopped run to resume (not checked "
+            "against these settings; pass --overwrite to redo it)",
+        }
     if threads:
         torch.set_num_threads(int(threads))
     model = _model(config.model, threads or torch.get_num_threads())
@@ -310,11 +319,15 @@ def run_batch(
 
 
 def _attempt(task: Callable, job: MovieJob, *args: Any) -> dict[str, Any]:
-    """``task(job, ...)``, its refusal or write error turned into a row that says why."""
+    """``task(job, ...)``, any failure turned into a row that says why (one movie's failure
+    must not stop the others)."""
     try:
         return task(job, *args)
-    except (InputError, OutputExistsError, OSError) as exc:
+    except (InputError, OutputExistsError) as exc:
         return {"input": str(job.input), "out": str(job.out), "error": str(exc)}
+    except Exception as exc:
+        why = f"{type(exc).__name__}: {exc}"
+        return {"input": str(job.input), "out": str(job.out), "error": why}
 
 
 def movie_name(path: str | os.PathLike) -> str:

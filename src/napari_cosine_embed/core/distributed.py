@@ -87,10 +87,12 @@ def segment_run(
 
     Returns the frames, each frame's labels compressed (:class:`~.tracking.frames.FrameStack`),
     their dtypes, the count of non-finite pixels filled per frame and each input frame's hash
-    (:func:`~.embedding_store.frame_hash`, which the client's store records).
+    and of the frames its embedding depends on (:class:`~.framewise.HistoryHashes`, which the
+    client's store records).
     """
     from .embed import iter_embed
-    from .embedding_store import EmbeddingStore, frame_hash
+    from .embedding_store import EmbeddingStore
+    from .framewise import HistoryHashes
     from .io import read_any
     from .pipeline import group_frame, model_input, model_space, rescale_labels
     from .tracking.frames import FrameStack
@@ -108,7 +110,7 @@ def segment_run(
     grouping = model_space(config, size.scale)
     store = EmbeddingStore(movie.shape[0], model.config.embedding_dim, tuple(view.shape[-2:]))
     stack = FrameStack(out_shape)
-    done, nonfinite, hashes = [], {}, []
+    done, nonfinite, hashes, history = [], {}, [], HistoryHashes(movie, config)
     for result in iter_embed(model, view, frames=frames, **config.embed_options()):
         if result.nonfinite:
             nonfinite[result.t] = result.nonfinite
@@ -119,7 +121,7 @@ def segment_run(
         dtype = np.uint16 if frame.max(initial=0) <= np.iinfo(np.uint16).max else np.uint32
         stack.append(frame.astype(dtype, copy=False))
         done.append(result.t)
-        hashes.append(frame_hash(movie[result.t]))
+        hashes.append(history(result.t))
     packed = [stack.packed(i) for i in range(len(stack))]
     return done, [blob for blob, _ in packed], [dtype for _, dtype in packed], nonfinite, hashes
 
@@ -170,7 +172,7 @@ def run_distributed(
     """
     from distributed import as_completed
 
-    from .framewise import load_segmentation, verify_done
+    from .framewise import HistoryHashes, load_segmentation, verify_done
     from .io import read_any
     from .pipeline import PipelineResult, Progress, _missed, _ranges, link_options
     from .tracking import link_labels
@@ -188,11 +190,12 @@ def run_distributed(
         if (store.n_frames, *store.shape) != (n, *shape):
             raise InputError(f"the store holds {store.n_frames} frames of {store.shape}")
         kept = int(store.done("segmentation").sum())
-        changed = (yield from verify_done(store, movie)) if kept else []
+        hashes = HistoryHashes(movie, config)
+        changed = (yield from verify_done(store, hashes)) if kept else []
         if changed:
             warnings.append(
                 f"{len(changed)} of {kept} frames of the stopped run were redone: the movie "
-                f"changed since (frames {_ranges(changed)})"
+                f"changed since in them or in frames they depend on (frames {_ranges(changed)})"
             )
         if kept - len(changed):
             warnings.append(f"{kept - len(changed)} of {n} frames were kept from the stopped run")

@@ -23,35 +23,80 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["load_segmentation", "run_framewise", "run_identity", "verify_done", "write_tracked"]
+__all__ = [
+    "HistoryHashes",
+    "load_segmentation",
+    "run_framewise",
+    "run_identity",
+    "verify_done",
+    "write_tracked",
+]
 
 
 def run_identity(inputs: Sequence[Any], movie: Any, model: Any, config: Any) -> dict[str, Any]:
     """What a resumed run must share with the stopped one: the inputs, the movie's shape and
     type, the model's weights and every parameter (the diameter resolved to pixels)."""
+    from pathlib import Path
+
+    from .device import resolve_device
     from .embedding_store import model_fingerprint
 
     return {
-        "inputs": [str(p) for p in inputs],
+        "inputs": [str(Path(p).resolve()) for p in inputs],
         "movie": [list(map(int, movie.shape)), str(np.dtype(movie.dtype))],
         "model": model_fingerprint(model),
+        # "auto" resolved: a run begun on a GPU is not finished on a CPU (other arithmetic)
+        "device": str(resolve_device(config.device or "auto").type),
         "parameters": config.to_dict(),
     }
 
 
-def verify_done(store: Any, movie: Any) -> Generator[Any, None, list[int]]:
-    """Check the frames a stopped run finished against the input; unmark those that changed.
+class HistoryHashes:
+    """The hash each stored frame is marked with: of every input frame its labels depend on.
+
+    A frame's embedding depends on the frames its recurrent state ran through
+    (:func:`~.embed.embedding_history`), so a frame is kept on resume only if none of those
+    changed. Each input frame is hashed once (:func:`~.embedding_store.frame_hash`).
+    """
+
+    def __init__(self, movie: Any, config: Any) -> None:
+        self.movie, self.config = movie, config
+        self._frames: dict[int, int] = {}
+
+    def frame(self, t: int) -> int:
+        from .embedding_store import frame_hash
+
+        if t not in self._frames:
+            self._frames[t] = frame_hash(self.movie[t])
+        return self._frames[t]
+
+    def __call__(self, t: int) -> int:
+        import hashlib
+
+        from .embed import embedding_history
+
+        history = embedding_history(
+            t, state_window=self.config.state_window, warmup=self.config.warmup
+        )
+        digest = hashlib.blake2b(digest_size=8)
+        for s in history:
+            digest.update(self.frame(s).to_bytes(8, "little"))
+        return int.from_bytes(digest.digest(), "little") | 1  # never 0 (0: not written)
+
+
+def verify_done(store: Any, hashes: HistoryHashes) -> Generator[Any, None, list[int]]:
+    """Check the frames a stopped run finished against the input; unmark every frame whose
+    own pixels, or those of a frame its embedding depends on, changed since.
 
     Yields ``Progress("check", ...)`` per frame; returns the frames unmarked.
     """
-    from .embedding_store import frame_hash
     from .pipeline import Progress
 
     sources = store.sources("segmentation")
     done = np.flatnonzero(sources)
     changed = []
     for i, t in enumerate(done):
-        if frame_hash(movie[int(t)]) != int(sources[t]):
+        if hashes(int(t)) != int(sources[t]):
             changed.append(int(t))
         yield Progress("check", i + 1, len(done))
     if changed:
@@ -78,20 +123,26 @@ def load_segmentation(store: Any) -> Any:
 def _segment_missing(
     movie: Any, view: Any, config: Any, model: Any, store: Any, grouping: Any, *, threads: Any,
     copy_image: bool, nonfinite: dict[int, int], seconds: dict[str, float],
+    hashes: HistoryHashes,
 ) -> Generator[Any, None, float]:  # fmt: skip
     """Embed and group the frames ``store`` lacks, writing each; returns the highest
     foreground probability seen (for the warning when every frame is empty)."""
     from .embed import iter_embed
-    from .embedding_store import EmbeddingStore, frame_hash
+    from .embedding_store import EmbeddingStore
     from .pipeline import Progress, group_frame, rescale_labels
 
     n = movie.shape[0]
-    missing = [int(t) for t in np.flatnonzero(~store.done("segmentation"))]
+    kept = store.done("segmentation")
+    missing = [int(t) for t in np.flatnonzero(~kept)]
+    # without a bounded state history every frame's state runs from frame 0: embed them all
+    frames = missing if config.state_window is not None else (range(n) if missing else [])
     rounding = EmbeddingStore(n, model.config.embedding_dim, tuple(view.shape[-2:]))
     done = n - len(missing)
     tic, top = time.perf_counter(), 0.0
-    for result in iter_embed(model, view, frames=missing, **config.embed_options()):
+    for result in iter_embed(model, view, frames=frames, **config.embed_options()):
         t = result.t
+        if kept[t]:
+            continue
         if result.nonfinite:
             nonfinite[t] = result.nonfinite
         rounding.put(t, result.embedding, result.foreground)  # the store's rounding
@@ -105,7 +156,7 @@ def _segment_missing(
         source = movie[t]
         if copy_image:
             store.put_image(t, source)
-        store.put("segmentation", t, frame, source=frame_hash(source))
+        store.put("segmentation", t, frame, source=hashes(t))
         done += 1
         if threads is not None:
             threads.update()  # for the next frame, which the generator computes on resume
@@ -176,13 +227,14 @@ def run_framewise(
     config, size, view = model_input(movie, config, model)
     grouping = model_space(config, size.scale)
     warnings: list[str] = []
+    hashes = HistoryHashes(movie, config)
     kept = int(store.done("segmentation").sum())
     if kept:
-        changed = yield from verify_done(store, movie)
+        changed = yield from verify_done(store, hashes)
         if changed:
             warnings.append(
                 f"{len(changed)} of {kept} frames of the stopped run were redone: the movie "
-                f"changed since (frames {_ranges(changed)})"
+                f"changed since in them or in frames they depend on (frames {_ranges(changed)})"
             )
         kept -= len(changed)
         if kept:
@@ -191,7 +243,7 @@ def run_framewise(
     nonfinite: dict[int, int] = {}
     top = yield from _segment_missing(
         movie, view, config, model, store, grouping, threads=threads, copy_image=copy_image,
-        nonfinite=nonfinite, seconds=seconds,
+        nonfinite=nonfinite, seconds=seconds, hashes=hashes,
     )  # fmt: skip
     if nonfinite:
         warnings.append(

@@ -199,6 +199,10 @@ class TiffFrames:
     def __len__(self) -> int:
         return self.shape[0]
 
+    def close(self) -> None:
+        """Close the file (reads after this fail)."""
+        self._tif.close()
+
     def _frame(self, t: int) -> np.ndarray:
         t = range(self.shape[0])[t]  # negative and out-of-range frames, as numpy treats them
         try:
@@ -218,7 +222,9 @@ class TiffFrames:
             frame = self._frame(int(key))
             return frame[rest] if rest else frame
         frames = range(self.shape[0])[key] if isinstance(key, slice) else np.asarray(key)
-        stack = np.stack([self._frame(int(t)) for t in np.ravel(frames)]).reshape(
+        picked = [self._frame(int(t)) for t in np.ravel(frames)]
+        empty = np.empty((0, *self.shape[1:]), self.dtype)
+        stack = (np.stack(picked) if picked else empty).reshape(
             (*np.shape(frames), *self.shape[1:])
         )
         return stack[(slice(None), *rest)] if rest else stack
