@@ -314,3 +314,11 @@ def test_an_absent_gpu_is_refused_before_anything_is_written(dataset, tmp_path, 
     assert main(argv) == 2
     assert "cuda" in capsys.readouterr().err.lower()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stopped_run_left_beside_is_named_when_zarr_is_asked(dataset, tmp_path, capsys):
+    (tmp_path / "r.unfinished.zarr").mkdir()
+    argv = ["segment", str(dataset / "01"), "-o", str(tmp_path / "r")]
+    assert main([*argv, "--zarr", str(tmp_path / "r.zarr")]) == 0
+    assert "r.unfinished.zarr (a stopped run without --zarr) is not used" in capsys.readouterr().err
+    assert (tmp_path / "r.unfinished.zarr").is_dir(), "left for the user to decide"

@@ -136,6 +136,12 @@ def prepare_store(job: MovieJob, movie: Any, identity: dict, *, pixel_size=None)
         shutil.rmtree(path)
     elif job.resume:
         note = f"nothing to resume at {path}: starting from the first frame"
+    left = partial_store_path(job.out)
+    if job.zarr is not None and left.exists():
+        note = "; ".join(filter(None, [note, (
+            f"{left} (a stopped run without --zarr) is not used by this run; delete it, or "
+            "rerun without --zarr and with --resume to go on from it"
+        )]))  # fmt: skip
     store = LabelMovieStore.create(
         path,
         movie.shape[0],
