@@ -172,9 +172,9 @@ def run_distributed(
     """
     from distributed import as_completed
 
-    from .framewise import HistoryHashes, load_segmentation, verify_done
+    from .framewise import HistoryHashes, load_segmentation, resume_warnings, verify_done
     from .io import read_any
-    from .pipeline import PipelineResult, Progress, _missed, _ranges, link_options
+    from .pipeline import PipelineResult, Progress, _missed, _nonfinite_warning, link_options
     from .tracking import link_labels
     from .tracking.frames import FrameStack
 
@@ -192,13 +192,7 @@ def run_distributed(
         kept = int(store.done("segmentation").sum())
         hashes = HistoryHashes(movie, config)
         changed = (yield from verify_done(store, hashes)) if kept else []
-        if changed:
-            warnings.append(
-                f"{len(changed)} of {kept} frames of the stopped run were redone: the movie "
-                f"changed since in them or in frames they depend on (frames {_ranges(changed)})"
-            )
-        if kept - len(changed):
-            warnings.append(f"{kept - len(changed)} of {n} frames were kept from the stopped run")
+        warnings += resume_warnings(kept, changed, n)
         done = store.done("segmentation")
     runs = frame_runs(n, state_window=config.state_window, per_task=frames_per_task)
     todo = [[t for t in run if not done[t]] for run in runs.runs]
@@ -241,11 +235,7 @@ def run_distributed(
     tracked = link_labels(labels, **link_options(config), pins=pins, lazy=True)
     yield Progress("track", 1, 1)
     warnings += _missed(tracked)
-    if nonfinite:
-        warnings.append(
-            f"{len(nonfinite)} frame(s) held NaN or infinite pixels: they were filled with each "
-            "frame's lowest finite value before embedding"
-        )
+    warnings += _nonfinite_warning(nonfinite)
     return PipelineResult(
         tracked.labels, tracked.lineage, tracked.tracks, tracked.graph, {}, warnings, None
     )

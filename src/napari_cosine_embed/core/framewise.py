@@ -26,6 +26,7 @@ from .errors import InputError
 __all__ = [
     "HistoryHashes",
     "load_segmentation",
+    "resume_warnings",
     "run_framewise",
     "run_identity",
     "verify_done",
@@ -102,6 +103,21 @@ def verify_done(store: Any, hashes: HistoryHashes) -> Generator[Any, None, list[
     if changed:
         store.forget("segmentation", changed)
     return changed
+
+
+def resume_warnings(kept: int, changed: list[int], n_frames: int) -> list[str]:
+    """What the user is told about a stopped run's frames: how many were redone, and kept."""
+    from .pipeline import _ranges
+
+    out = []
+    if changed:
+        out.append(
+            f"{len(changed)} of {kept} frames of the stopped run were redone: the movie "
+            f"changed since in them or in frames they depend on (frames {_ranges(changed)})"
+        )
+    if kept - len(changed):
+        out.append(f"{kept - len(changed)} of {n_frames} frames were kept from the stopped run")
+    return out
 
 
 def load_segmentation(store: Any) -> Any:
@@ -208,7 +224,7 @@ def run_framewise(
         Progress,
         _empty_warning,
         _missed,
-        _ranges,
+        _nonfinite_warning,
         link_options,
         model_input,
         model_space,
@@ -229,28 +245,15 @@ def run_framewise(
     warnings: list[str] = []
     hashes = HistoryHashes(movie, config)
     kept = int(store.done("segmentation").sum())
-    if kept:
-        changed = yield from verify_done(store, hashes)
-        if changed:
-            warnings.append(
-                f"{len(changed)} of {kept} frames of the stopped run were redone: the movie "
-                f"changed since in them or in frames they depend on (frames {_ranges(changed)})"
-            )
-        kept -= len(changed)
-        if kept:
-            warnings.append(f"{kept} of {store.n_frames} frames were kept from the stopped run")
+    changed = (yield from verify_done(store, hashes)) if kept else []
+    warnings += resume_warnings(kept, changed, store.n_frames)
     seconds = {"embed": 0.0, "group": 0.0, "track": 0.0}
     nonfinite: dict[int, int] = {}
     top = yield from _segment_missing(
         movie, view, config, model, store, grouping, threads=threads, copy_image=copy_image,
         nonfinite=nonfinite, seconds=seconds, hashes=hashes,
     )  # fmt: skip
-    if nonfinite:
-        warnings.append(
-            f"{len(nonfinite)} frame(s) held NaN or infinite pixels ({sum(nonfinite.values())} "
-            f"in all; frames {_ranges(sorted(nonfinite))}): they were filled with each frame's "
-            "lowest finite value before embedding"
-        )
+    warnings += _nonfinite_warning(nonfinite)
     tic = time.perf_counter()
     labels = load_segmentation(store)
     warnings += _empty_warning(labels, None, config, top=top)

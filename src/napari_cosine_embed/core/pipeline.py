@@ -455,12 +455,7 @@ def run_pipeline(
                 done += 1
             yield Progress("embed", done, n)
     seconds["embed"] = time.perf_counter() - tic
-    if nonfinite:
-        warnings.append(
-            f"{len(nonfinite)} frame(s) held NaN or infinite pixels ({sum(nonfinite.values())} "
-            f"in all; frames {_ranges(sorted(nonfinite))}): they were filled with each frame's "
-            "lowest finite value before embedding"
-        )
+    warnings += _nonfinite_warning(nonfinite)
 
     tic = time.perf_counter()
     if config.track and config.tracking == "pairs":
@@ -556,6 +551,17 @@ def _restore_size(tracked: Any, size: SizePlan, shape: tuple[int, ...]) -> Any:
         tracks = np.asarray(tracks, float).copy()
         tracks[:, 2:] /= size.scale
     return replace(tracked, labels=labels, tracks=tracks)
+
+
+def _nonfinite_warning(nonfinite: dict[int, int]) -> list[str]:
+    """The warning for frames whose NaN or infinite pixels were filled (count per frame)."""
+    if not nonfinite:
+        return []
+    return [
+        f"{len(nonfinite)} frame(s) held NaN or infinite pixels ({sum(nonfinite.values())} "
+        f"in all; frames {_ranges(sorted(nonfinite))}): they were filled with each frame's "
+        "lowest finite value before embedding"
+    ]
 
 
 def _ranges(frames: list[int]) -> str:
