@@ -69,15 +69,29 @@ def test_frame_runs_follow_the_state_window():
         frame_runs(10, state_window=None, per_task=5)
 
 
-def test_a_synthetic_movie_with_divisions_segments_identically(client, model, tmp_path):
+def test_a_synthetic_movie_with_divisions_segments_identically(
+    client, model, tmp_path, monkeypatch
+):
+    from napari_cosine_embed.core.tracking import overlap
+
     movie = synthetic_timelapse(SyntheticConfig(n_frames=14, shape=(128, 128), n_cells=8, seed=2))
     path = tmp_path / "movie.tif"
     tifffile.imwrite(path, movie.image)
-    single, spread, steps = single_and_cluster(movie.image, path, model, client)
+    calls = []  # frame pairs linked in this (the client's) process
+    real = overlap._link_pair
+    monkeypatch.setattr(overlap, "_link_pair", lambda *a, **k: calls.append(1) or real(*a, **k))
+    config = PipelineConfig().for_model(model)
+    config, _, _ = model_input(movie.image, config, model)
+    _, single = drain(run_pipeline(movie.image, config, model=model, lazy=True))
+    on_one_machine, calls[:] = len(calls), []
+    steps, spread = drain(run_distributed(path, config, client, frames_per_task=5))
     assert (movie.lineage[:, 3] > 0).any(), "the movie should hold a division"
     np.testing.assert_array_equal(np.asarray(spread.labels), np.asarray(single.labels))
     np.testing.assert_array_equal(spread.lineage, single.lineage)
     assert [s.stage for s in steps].count("segment") == 4  # 3 runs of 5, 5, 4 frames, and 0
+    # the workers linked the 4 + 4 + 3 pairs inside their runs: the client only the 2 across
+    # runs (and the same relinks after split-back cuts as on one machine)
+    assert on_one_machine - len(calls) == 11
     assert len(client.scheduler_info()["workers"]) == 2
 
 

@@ -352,3 +352,36 @@ def test_short_tracks_of_whole_objects_are_kept_and_slivers_dropped():
     assert frame[41, 6] == 0  # dropped
     assert frame[15, 46] == frame[15, 35] > 0  # the piece joined its object
     assert len(np.unique(frame)) == 4  # background and three objects
+
+
+@pytest.mark.parametrize("split_back", [0, 4])
+def test_pair_links_found_beforehand_give_the_same_tracks(movie, split_back, monkeypatch):
+    """Links of frame pairs computed elsewhere (a worker) change nothing, and save the work."""
+    from napari_cosine_embed.core.tracking import link_pair, overlap, pins_from_tracks
+
+    labels = _shuffle_per_frame(movie.labels)
+    labels[3:5] = np.where(labels[3:5] > 0, 1 + (labels[3:5] > 0), 0)  # two merged frames
+    late = _late_division_movie()
+    pins = pins_from_tracks(movie.labels, movie.lineage, frames=[10, 11])[:2]
+    calls, real = [], overlap._link_pair
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    for frames in (labels, late):
+        options = {"split_back": split_back, "min_track_length": 2, "max_gap": 2}
+        options["pins"] = pins if frames is labels else ()
+        plain = link_labels(frames, **options)
+        given = {t: link_pair(frames[t], frames[t + 1]) for t in range(0, len(frames) - 1, 2)}
+        calls.clear()
+        monkeypatch.setattr(overlap, "_link_pair", counted)
+        found = link_labels(frames, **options, pair_links=given)
+        monkeypatch.setattr(overlap, "_link_pair", real)
+        np.testing.assert_array_equal(found.labels, plain.labels)
+        np.testing.assert_array_equal(found.lineage, plain.lineage)
+        if split_back == 0:  # each pair linked once, here or before
+            assert len(calls) == len(frames) - 1 - len(given)
+    # the links given are used as they are: a pair given no link breaks every track there
+    broken = link_labels(late, pair_links={5: {}})
+    assert len(broken.lineage) == len(link_labels(late).lineage) + 2

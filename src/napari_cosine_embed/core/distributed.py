@@ -6,9 +6,13 @@ frames, each warmed up on the ``warmup`` frames before it, as a whole run does: 
 whole-movie run. One task per run: a worker reads its frames from the movie's path, embeds them
 with the model it loaded once from its path (nothing large goes through the scheduler: the
 movie and the model travel as paths, the labels come back compressed, a few tens of kB per
-frame), rounds the embeddings as the single-machine embedding store does, and groups each
-frame. The client puts the label frames in order and links them into tracks (a serial pass
-that is fast and, kept compressed, light: :mod:`.tracking.frames`).
+frame), rounds the embeddings as the single-machine embedding store does, groups each frame,
+and links each pair of consecutive frames of its run by overlap (:func:`~.tracking.link_pair`:
+the overlaps and the assignment, most of the linking's work). The client puts the label frames
+in order and finishes the tracks in one serial pass (:func:`~.tracking.link_labels` with those
+links: it links only the pairs that straddle two runs, moves late divisions back and cleans
+up; kept compressed, it is light: :mod:`.tracking.frames`). The pair links are those the
+serial pass would compute itself, so the result is the single-machine one.
 
 dask.distributed is imported only here, and only when a cluster is asked for.
 """
@@ -82,19 +86,22 @@ def _model(source: str, threads: int) -> Any:
 
 def segment_run(
     path: str, config: Any, frames: Sequence[int], *, threads: int = 1
-) -> tuple[list[int], list[bytes], list[str], dict[int, int], list[int]]:
+) -> tuple[list[int], list[bytes], list[str], dict[int, int], list[int], dict[int, dict]]:
     """Embed and group ``frames`` of the movie at ``path`` (runs on a worker).
 
     Returns the frames, each frame's labels compressed (:class:`~.tracking.frames.FrameStack`),
-    their dtypes, the count of non-finite pixels filled per frame and each input frame's hash
+    their dtypes, the count of non-finite pixels filled per frame, each input frame's hash
     and of the frames its embedding depends on (:class:`~.framewise.HistoryHashes`, which the
-    client's store records).
+    client's store records), and the overlap links of each pair ``t -> t + 1`` of these
+    frames (:func:`~.tracking.link_pair`, ``{t: links}``), so that the client's linking pass
+    finds them done (empty when the config does not track by overlap).
     """
     from .embed import iter_embed
     from .embedding_store import EmbeddingStore
     from .framewise import HistoryHashes
     from .io import read_any
-    from .pipeline import group_frame, model_input, model_space, rescale_labels
+    from .pipeline import group_frame, link_options, model_input, model_space, rescale_labels
+    from .tracking import link_pair
     from .tracking.frames import FrameStack
 
     model = _model(config.model, threads)
@@ -111,6 +118,11 @@ def segment_run(
     store = EmbeddingStore(movie.shape[0], model.config.embedding_dim, tuple(view.shape[-2:]))
     stack = FrameStack(out_shape)
     done, nonfinite, hashes, history = [], {}, [], HistoryHashes(movie, config)
+    links: dict[int, dict] = {}
+    linking = config.track and config.tracking == "overlap"
+    options = link_options(config)
+    pair = {k: options[k] for k in ("min_iou", "min_child_overlap")}
+    previous = None
     for result in iter_embed(model, view, frames=frames, **config.embed_options()):
         if result.nonfinite:
             nonfinite[result.t] = result.nonfinite
@@ -119,11 +131,16 @@ def segment_run(
         store.forget([result.t])
         frame = rescale_labels(group_frame(emb, fg, grouping), out_shape)
         dtype = np.uint16 if frame.max(initial=0) <= np.iinfo(np.uint16).max else np.uint32
-        stack.append(frame.astype(dtype, copy=False))
+        frame = frame.astype(dtype, copy=False)
+        stack.append(frame)
+        if linking and done and done[-1] == result.t - 1:
+            links[result.t - 1] = link_pair(previous, frame, **pair)
+        previous = frame
         done.append(result.t)
         hashes.append(history(result.t))
     packed = [stack.packed(i) for i in range(len(stack))]
-    return done, [blob for blob, _ in packed], [dtype for _, dtype in packed], nonfinite, hashes
+    blobs, dtypes = [blob for blob, _ in packed], [dtype for _, dtype in packed]
+    return done, blobs, dtypes, nonfinite, hashes, links
 
 
 def run_distributed(
@@ -203,15 +220,17 @@ def run_distributed(
     ]
     packed: dict[int, tuple[bytes, str]] = {}
     nonfinite: dict[int, int] = {}
+    links: dict[int, dict] = {}  # pairs t -> t + 1 the workers linked
     n_tasks = len(futures)
     # only as_completed holds the futures: each result is let go once written, so the
     # client (and the scheduler beside it) does not keep every frame of the movie
     pending, futures = as_completed(futures), None
     yield Progress("segment", 0, n_tasks)
     for finished, future in enumerate(pending, start=1):
-        frames, blobs, dtypes, filled, hashes = future.result()
+        frames, blobs, dtypes, filled, hashes, found = future.result()
         future.release()
         nonfinite.update(filled)
+        links.update(found)
         if store is None:
             packed.update(zip(frames, zip(blobs, dtypes, strict=True), strict=True))
         else:  # on disk at once: a stop after this keeps these frames
@@ -232,7 +251,9 @@ def run_distributed(
         for t in range(n):
             labels.append_packed(*packed.pop(t))
     yield Progress("track", 0, 1)
-    tracked = link_labels(labels, **link_options(config), pins=pins, lazy=True)
+    # the workers linked the pairs inside their runs; only the pairs across runs (and those
+    # of frames a resumed store kept) are linked here, then split-back and the clean-up
+    tracked = link_labels(labels, **link_options(config), pins=pins, lazy=True, pair_links=links)
     yield Progress("track", 1, 1)
     warnings += _missed(tracked)
     warnings += _nonfinite_warning(nonfinite)

@@ -30,8 +30,15 @@ point inside each object so that they survive a new segmentation.
 """
 
 from ._table import TrackingResult
-from .overlap import link_labels
+from .overlap import link_labels, link_pair
 from .pairs import track_pairs
 from .pins import Pin, pins_from_tracks
 
-__all__ = ["Pin", "TrackingResult", "link_labels", "pins_from_tracks", "track_pairs"]
+__all__ = [
+    "Pin",
+    "TrackingResult",
+    "link_labels",
+    "link_pair",
+    "pins_from_tracks",
+    "track_pairs",
+]

@@ -79,14 +79,19 @@ class _TrackTable:
             ),
         ]
         self.n_frames = len(frames)
-        yy, xx = np.indices(frames[0].shape) if frames else (None, None)
+        width = frames[0].shape[1] if frames else 1
         self.area, self.cy, self.cx, self.track_of = [], [], [], []
         for f in frames:
             n = int(f.max(initial=0)) + 1
-            area = np.bincount(f.ravel(), minlength=n).astype(np.float64)
+            flat = f.ravel()
+            area = np.bincount(flat, minlength=n).astype(np.float64)
             self.area.append(area)
-            self.cy.append(np.bincount(f.ravel(), yy.ravel(), n) / np.maximum(area, 1))
-            self.cx.append(np.bincount(f.ravel(), xx.ravel(), n) / np.maximum(area, 1))
+            # centroids from the object pixels only (nodes are 1..n; node 0 is never asked)
+            inside = np.flatnonzero(flat)
+            ids = flat[inside]
+            yy, xx = np.divmod(inside, width)
+            self.cy.append(np.bincount(ids, yy, n) / np.maximum(area, 1))
+            self.cx.append(np.bincount(ids, xx, n) / np.maximum(area, 1))
             self.track_of.append(np.zeros(n, np.int64))
         self.table: dict[int, list[int]] = {}  # track -> [first, last, parent]
         self.members: dict[int, dict[int, list[int]]] = {}  # track -> {frame: [nodes]}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 
 import numpy as np
@@ -56,6 +57,64 @@ def _link_pair(
         children[int(i)] = pair
         parent_of.update(dict.fromkeys(pair, int(i)))
     return {i + 1: [j + 1 for j in js] for i, js in children.items()}
+
+
+def frame_for_linking(labels) -> np.ndarray:
+    """One frame's labels as :func:`link_labels` links them: ids ``1 .. N`` in order, int32."""
+    return relabel_consecutive(np.asarray(labels)).astype(np.int32, copy=False)
+
+
+def link_pair(
+    a, b, *, min_iou: float = 0.3, min_child_overlap: float = 0.5
+) -> dict[int, list[int]]:
+    """The overlap links of frames ``a -> b`` as :func:`link_labels` first finds them.
+
+    For linking in parallel: computed anywhere (a worker that has just segmented both frames),
+    passed to ``link_labels(pair_links=...)``, they save it the overlap and the assignment of
+    that pair and give exactly the links it would compute. Ids are those of
+    :func:`frame_for_linking`; pins and moved divisions are applied later, by ``link_labels``.
+    """
+    return _link_pair(
+        frame_for_linking(a),
+        frame_for_linking(b),
+        min_iou=min_iou,
+        min_child_overlap=min_child_overlap,
+    )
+
+
+class _RecentFrames:
+    """The frames being linked, the last ``keep`` read held decompressed.
+
+    The linking loop reads frames ``t`` and ``t + 1`` and split-back the few before them, once
+    per division it tries: from a compressed :class:`~.frames.FrameStack` each read would
+    decompress a whole frame again. A frame read here is the same array until it leaves the
+    window, so a change to it must be written back (``frames[k] = frame``) at once, as
+    :func:`_split_back` does.
+    """
+
+    def __init__(self, frames: FrameStack, keep: int) -> None:
+        self.frames, self.keep = frames, max(int(keep), 2)
+        self._recent: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def _hold(self, t: int, frame: np.ndarray) -> np.ndarray:
+        self._recent[t] = frame
+        self._recent.move_to_end(t)
+        while len(self._recent) > self.keep:
+            self._recent.popitem(last=False)
+        return frame
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        if t in self._recent:
+            self._recent.move_to_end(t)
+            return self._recent[t]
+        return self._hold(t, self.frames[t])
+
+    def __setitem__(self, t: int, frame: np.ndarray) -> None:
+        self.frames[t] = frame
+        self._hold(t, frame)
 
 
 def _split_by_seeds(
@@ -181,6 +240,7 @@ def link_labels(
     split_back_depth: float = 0.05,
     pins: Iterable[Pin] = (),
     lazy: bool = False,
+    pair_links: Mapping[int, Mapping[int, list[int]]] | None = None,
 ) -> TrackingResult:
     """Link per-frame instance labels into tracks by overlap.
 
@@ -214,6 +274,11 @@ def link_labels(
         :class:`~.frames.RelabelledFrames`, relabelled as each frame is read, so that memory
         does not grow with the movie's length. ``labels`` may then be read frame by frame
         from anywhere (a :class:`~.frames.FrameStack`, zarr, dask).
+    pair_links : mapping of int to links, optional
+        Links of some frame pairs ``t -> t + 1`` computed beforehand with :func:`link_pair`
+        (with this call's ``min_iou`` and ``min_child_overlap``), e.g. in parallel on the
+        workers that segmented the frames. They are used as found, so the result is the same
+        as without them; pairs not given are linked here.
     {cleanup}
 
     Returns
@@ -237,7 +302,7 @@ def link_labels(
         )
     frames = FrameStack(tuple(labels.shape[1:]), compressed=lazy)
     for t in range(labels.shape[0]):
-        frames.append(relabel_consecutive(np.asarray(labels[t])).astype(np.int32, copy=False))
+        frames.append(frame_for_linking(labels[t]))
     link = partial(_link_pair, min_iou=min_iou, min_child_overlap=min_child_overlap)
     grouped = pins_by_frame(pins)
     pinned: list[dict[int, list[int]]] = [{} for _ in range(max(len(frames) - 1, 0))]
@@ -246,21 +311,32 @@ def link_labels(
         pinned[t], lost = pair_pins(frames[t], frames[t + 1], grouped[t])
         missed.extend(lost)
 
-    def link_t(t: int, a: np.ndarray, b: np.ndarray) -> dict[int, list[int]]:
+    def link_t(t: int, a, b, found=None) -> dict[int, list[int]]:
+        links = link(a, b) if found is None else {i: list(js) for i, js in found.items()}
+        if not pinned[t]:
+            return links
         return apply_pins(
-            link(a, b),
+            links,
             pinned[t],
             lambda free_a, free_b: link(a, b, free_a=free_a, free_b=free_b),
             int(a.max(initial=0)),
             int(b.max(initial=0)),
         )
 
+    given = pair_links or {}
     edges = []
+    recent = _RecentFrames(frames, split_back + 2)  # t + 1 back to t - split_back
     for t in range(len(frames) - 1):
-        edges.append(link_t(t, frames[t], frames[t + 1]))
+        # frames t and t + 1 are still as segmented here (only _split_back cuts, and only
+        # frames up to t, after this): links of the pair found beforehand are the same
+        found = given.get(t)
+        if found is None or pinned[t]:
+            edges.append(link_t(t, recent[t], recent[t + 1], found))
+        else:
+            edges.append(link_t(t, None, None, found))
         if split_back > 0:
             _split_back(
-                frames,
+                recent,
                 edges,
                 t,
                 max_frames=split_back,
