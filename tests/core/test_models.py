@@ -317,3 +317,21 @@ def test_grouping_memory_is_bounded_on_a_512_frame(grad):
     assert sum(saved) < 4 * iterations * n * d  # an N x M kernel alone is 8 n d
     if grad:
         assert torch.isfinite(x.grad).all()
+
+
+def test_the_last_stack_alone_gives_the_same_outputs():
+    """Inference asks only for the last stack (less memory); the values must not change."""
+    torch.manual_seed(0)
+    model = RecurrentStackedHourglass(ModelConfig(filters=8, levels=3, embedding_dim=4, stacks=3))
+    model.eval()
+    frames = torch.randn(2, 1, 1, 45, 67)
+    with torch.inference_mode():
+        state_all = state_last = None
+        for frame in frames:
+            every = model(frame, state_all)
+            last = model(frame, state_last, all_stacks=False)
+            state_all, state_last = every.state, last.state
+            assert len(every.embeddings) == 3 and len(last.embeddings) == 1
+            assert torch.equal(last.embeddings[0], every.embeddings[-1])
+            assert torch.equal(last.foreground, every.foreground)
+            assert all(torch.equal(a, b) for a, b in zip(last.state, every.state, strict=True))

@@ -371,7 +371,9 @@ def _generate(
     was_training = network.training
     network.eval()
 
-    def run(t: int, emb: np.ndarray, fg: np.ndarray | None) -> int:
+    def run(t: int, emb: np.ndarray | None, fg: np.ndarray | None) -> int:
+        """Embed frame ``t`` into ``emb`` and ``fg``; with ``emb`` None only the state moves on
+        (a warm-up frame, whose outputs nobody reads)."""
         frame = np.asarray(image if single else image[t])
         if frame.dtype == np.bool_:
             frame = frame.astype(np.float32)
@@ -383,13 +385,26 @@ def _generate(
             for iy, (y0, y1, ky0, ky1) in enumerate(plan.ys):
                 for ix, (x0, x1, kx0, kx1) in enumerate(plan.xs):
                     tile = x[..., y0:y1, x0:x1].contiguous(memory_format=layout)
-                    result = network(tile, states.get((iy, ix)))
+                    result = network(tile, states.get((iy, ix)), all_stacks=False)
                     states[iy, ix] = result.state
+                    if emb is None:
+                        del result
+                        continue
                     keep = (slice(ky0 - y0, ky1 - y0), slice(kx0 - x0, kx1 - x0))
                     raw = result.embeddings[-1][0][(slice(None), *keep)].float()
                     # eps guards an all-zero raw vector: it stays zero instead of NaN.
-                    unit = F.normalize(raw, dim=0, eps=1e-12)
-                    emb[:, ky0:ky1, kx0:kx1] = unit.cpu().numpy()
+                    into = emb[:, ky0:ky1, kx0:kx1]
+                    if (
+                        raw.device.type == "cpu"
+                        and into.dtype == np.float32
+                        and into.flags.writeable
+                    ):
+                        # F.normalize's arithmetic, written straight into the output (no copy)
+                        unit = raw.norm(2, 0, keepdim=True).clamp_min(1e-12)
+                        torch.div(raw, unit, out=torch.from_numpy(into))
+                    else:
+                        unit = F.normalize(raw, dim=0, eps=1e-12)
+                        emb[:, ky0:ky1, kx0:kx1] = unit.cpu().numpy()
                     if fg is not None:
                         prob = torch.sigmoid(result.foreground[0, 0][keep].float())
                         fg[ky0:ky1, kx0:kx1] = prob.cpu().numpy()
@@ -406,10 +421,9 @@ def _generate(
             if plan.state_window and not single and (t % plan.state_window == 0 or t != previous):
                 # a fresh state, brought through the history this frame has in a whole run
                 states.clear()
-                scratch = buffers()
                 history = embedding_history(t, state_window=plan.state_window, warmup=plan.warmup)
                 for u in history[:-1]:
-                    run(u, *scratch)
+                    run(u, None, None)
             previous = t + 1
             emb, fg = (
                 buffers() if out is None else (out[0][i], None if out[1] is None else out[1][i])
