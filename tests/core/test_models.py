@@ -331,7 +331,8 @@ def test_the_last_stack_alone_gives_the_same_outputs():
             every = model(frame, state_all)
             last = model(frame, state_last, all_stacks=False)
             state_all, state_last = every.state, last.state
-            assert len(every.embeddings) == 3 and len(last.embeddings) == 1
+            assert len(every.embeddings) == 3
+            assert len(last.embeddings) == 1
             assert torch.equal(last.embeddings[0], every.embeddings[-1])
             assert torch.equal(last.foreground, every.foreground)
             assert all(torch.equal(a, b) for a, b in zip(last.state, every.state, strict=True))
