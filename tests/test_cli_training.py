@@ -244,3 +244,4 @@ def test_finetune_command_defaults_match_the_core():
     )
     assert args.frozen_stacks == FINETUNE_DEFAULTS.frozen_stacks
     assert args.foreground_weight == FINETUNE_DEFAULTS.foreground_weight
+    assert args.stack_loss == FINETUNE_DEFAULTS.stack_loss

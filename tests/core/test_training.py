@@ -377,3 +377,25 @@ def test_train_config_round_trips_through_plain_data():
     assert TrainConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="unknown"):
         TrainConfig.from_dict({"stepz": 3})
+
+
+def test_stack_loss_last_looks_at_the_last_stack_only(movies):
+    """With ``stack_loss="last"`` the first stack learns from the last one's loss alone."""
+    model = _tiny(replace(TINY, stacks=2))
+    batch = movies.normalised(Normalisation()).sample(
+        np.random.default_rng(2), batch_size=2, crop=32, clip_length=1
+    )
+    images, labels, ignore = (torch.as_tensor(np.asarray(x)) for x in batch)
+    output = model.network.forward_sequence(images)
+    scrambled = output._replace(
+        embeddings=[torch.randn_like(output.embeddings[0]), output.embeddings[1]]
+    )
+    every = TrainingLoss(QUICK, model.config)
+    last = TrainingLoss(replace(QUICK, stack_loss="last"), model.config)
+    assert last(output, labels, ignore)[0] == last(scrambled, labels, ignore)[0]
+    assert every(output, labels, ignore)[0] != every(scrambled, labels, ignore)[0]
+    # and the first stack still gets a gradient, through the last one
+    last(output, labels, ignore)[0].backward()
+    assert model.network.hourglasses[0].down[0][0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="stack_loss"):
+        replace(QUICK, stack_loss="middle")
