@@ -138,6 +138,7 @@ def segment_run(
         previous = frame
         done.append(result.t)
         hashes.append(history(result.t))
+        del result, emb, fg  # before the next forward pass, the peak of the task
     packed = [stack.packed(i) for i in range(len(stack))]
     blobs, dtypes = [blob for blob, _ in packed], [dtype for _, dtype in packed]
     return done, blobs, dtypes, nonfinite, hashes, links

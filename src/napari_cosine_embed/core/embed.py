@@ -430,6 +430,7 @@ def _generate(
             )
             nonfinite = run(t, emb, fg)
             yield FrameEmbedding(t=t, embedding=emb, foreground=fg, nonfinite=nonfinite)
+            emb = fg = None  # the caller's now: not held through the next frame's warm-up
     finally:
         network.train(was_training)
 

@@ -173,6 +173,8 @@ def _segment_missing(
         if copy_image:
             store.put_image(t, source)
         store.put("segmentation", t, frame, source=hashes(t))
+        # let this frame's arrays go before the next forward pass (the peak of the run)
+        del result, emb, fg, frame, source
         done += 1
         if threads is not None:
             threads.update()  # for the next frame, which the generator computes on resume
