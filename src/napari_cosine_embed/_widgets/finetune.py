@@ -170,7 +170,7 @@ class FinetuneWidget(Container):
             "Weight of the foreground loss against the embedding loss: how much more it "
             "matters to learn where your objects end than how neighbours differ. 25 (the "
             "default) teaches a new kind of cell its extent (whole stem cells: SEG 0.44 -> "
-            "0.65); 1 only nudges a model that already knows your cells (docs/models.md)."
+            "0.63); 1 only nudges a model that already knows your cells (docs/models.md)."
         )
         self._control = JobControl(self._session, "finetune", "Fine-tune")
         self._result = Label(value="")

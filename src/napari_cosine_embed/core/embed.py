@@ -404,7 +404,7 @@ def _generate(
                         torch.div(raw, unit, out=torch.from_numpy(into))
                     else:
                         unit = F.normalize(raw, dim=0, eps=1e-12)
-                        emb[:, ky0:ky1, kx0:kx1] = unit.cpu().numpy()
+                        into[...] = unit.cpu().numpy()
                     if fg is not None:
                         prob = torch.sigmoid(result.foreground[0, 0][keep].float())
                         fg[ky0:ky1, kx0:kx1] = prob.cpu().numpy()

@@ -166,9 +166,9 @@ class TrainConfig:
 # IoU 0.71 stateless, 0.54 with state); 2 warm-up frames suffice and cost less than 3.
 # Every layer and a heavy foreground loss (2026-12-07): on whole cells (Fluo-C2DL-MSC 02, 3
 # curated frames, held-out SEG from 0.437) the stem and first stack frozen at weight 1 gave
-# 0.553 (mean of 3 seeds), frozen at weight 25 0.595, every layer at weight 25 0.648 (2
-# seeds); on SIM+ 02 and GOWT1 02 every layer at weight 25 raised every score the frozen
-# recipe held or lowered (BC(1) on SIM+ 0.558 -> 0.729). It costs 1.5 times the steps' time
+# 0.553 (mean of 3 seeds), frozen at weight 25 0.595, every layer at weight 25 0.629 (3
+# seeds); on SIM+ 02 and GOWT1 02 every layer at weight 25 raised every score (2 seeds;
+# BC(1) on SIM+ 0.558 -> 0.687), where the frozen recipe at weight 25 lowered BC(1). It costs 1.5 times the steps' time
 # of the frozen recipe (docs/benchmarks.md, "The learning loop"); the embedding loss on the
 # last stack only (stack_loss="last") with 150 steps was as fast as the frozen recipe but
 # gave MSC 0.608. Where the model should only be nudged: frozen_stacks=1, foreground_weight=1.
