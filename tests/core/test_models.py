@@ -336,3 +336,39 @@ def test_the_last_stack_alone_gives_the_same_outputs():
             assert torch.equal(last.embeddings[0], every.embeddings[-1])
             assert torch.equal(last.foreground, every.foreground)
             assert all(torch.equal(a, b) for a, b in zip(last.state, every.state, strict=True))
+
+
+def test_a_warm_up_frame_computes_the_same_state_alone():
+    """``state_only`` (warm-up frames) skips the last stack's decoder and heads, not the state."""
+    torch.manual_seed(0)
+    model = RecurrentStackedHourglass(ModelConfig(filters=8, levels=3, embedding_dim=4, stacks=2))
+    frames = torch.randn(2, 3, 1, 40, 36)
+    with torch.no_grad():
+        every = model.forward_sequence(frames)
+        warm = model.forward_sequence(frames, state_only=True)
+        single = model(frames[:, 0], state_only=True)
+    assert warm.embeddings == []
+    assert warm.foreground is None
+    assert single.embeddings == []
+    assert all(torch.equal(a, b) for a, b in zip(warm.state, every.state, strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(single.state, model(frames[:, 0]).state, strict=True)
+    )
+
+
+def test_fresh_restarts_a_clip_from_zeros_where_its_padding_ends():
+    """Clip 0 begins at frame 2 (frames 0-1 padding), clip 1 at frame 0: clip 0's outputs from
+    frame 2 on are those of its real frames embedded from a zero state."""
+    torch.manual_seed(0)
+    model = _model(replace(TINY, first_recurrent_level=0))
+    frames = _frames(2, 4, 1, 24, 20)
+    with torch.no_grad():
+        mixed = model.forward_sequence(frames, fresh=torch.tensor([2, 0]))
+        alone = model.forward_sequence(frames[:1, 2:])
+        whole = model.forward_sequence(frames[1:])
+        leaky = model.forward_sequence(frames[:1])
+    for s in range(TINY.stacks):
+        torch.testing.assert_close(mixed.embeddings[s][:1, 2:], alone.embeddings[s])
+        torch.testing.assert_close(mixed.embeddings[s][1:], whole.embeddings[s])
+        # without the restart the padding's state would leak into frame 2
+        assert not torch.allclose(mixed.embeddings[s][:1, 2], leaky.embeddings[s][:, 2])

@@ -160,7 +160,58 @@ def test_from_arrays_trains_only_on_curated_frames():
         from_arrays(images, labels, frames=[10])
 
 
-def test_batches_come_from_one_pool_with_clips_of_the_shortest_sequence(movies, two_images):
+def test_clips_end_at_the_curated_frame_and_start_fresh_at_the_movie_start(movies):
+    """A curated frame is the last of its clip, after the frames before it (as at inference);
+    frame 0, with no history, comes after ignored padding and a state restarted from zeros."""
+    images = np.zeros((10, 16, 16), np.float32)
+    images[np.arange(10), 0, np.arange(10)] = 1.0  # frame t is bright at (0, t)
+    labels = np.zeros((10, 16, 16), np.int64)
+    labels[:, 4:12, 4:12] = 1
+    for frames, expected in (
+        ([0, 6], {0: ([0, 0, 0], 2), 6: ([4, 5, 6], 0)}),
+        ([1], {1: ([0, 1], 0)}),  # a sequence of 2 frames: clips of 2
+    ):
+        data = from_arrays(images, labels, frames=frames, name="movie")
+        data = data.normalised(Normalisation())
+        seen = {}
+        for seed in range(20):
+            batch = data.sample(np.random.default_rng(seed), batch_size=2, crop=16,
+                                clip_length=3, augment=None)  # fmt: skip
+            for clip, ignore, fresh in zip(batch.images, batch.ignore, batch.fresh, strict=True):
+                frame_ids = clip[:, 0, 0].argmax(-1).tolist()
+                assert not ignore[-1].all()  # the last frame is curated, no other
+                assert ignore[:-1].all()
+                seen[frame_ids[-1]] = (frame_ids, int(fresh))
+        assert seen == expected
+    # a train step runs the padding and warm-up without a graph, then the curated frame
+    data = from_arrays(images, labels, frames=[0, 6]).normalised(Normalisation())
+    batch = data.sample(np.random.default_rng(0), batch_size=4, crop=16, clip_length=3)
+    model = _tiny(replace(TINY, first_recurrent_level=0))
+    seen_calls, forward = [], model.network.forward_sequence
+
+    def spy(frames, state=None, **options):
+        seen_calls.append((frames.shape[1], torch.is_grad_enabled(), options))
+        return forward(frames, state, **options)
+
+    model.network.forward_sequence = spy
+    optimiser = torch.optim.AdamW(model.network.parameters(), lr=1e-3)
+    info = train_step(model, batch, TrainingLoss(QUICK, model.config), optimiser)
+    assert np.isfinite(info["loss"])
+    assert [(n, grad) for n, grad, _ in seen_calls] == [(2, False), (1, True)]
+    assert seen_calls[0][2]["state_only"]
+    assert torch.equal(seen_calls[0][2]["fresh"], batch.fresh)
+    # trailing frames no loss looks at are not run at all
+    seen_calls.clear()
+    trailing = batch._replace(
+        images=torch.cat([batch.images, batch.images[:, -1:]], 1),
+        labels=torch.cat([batch.labels, batch.labels[:, -1:]], 1),
+        ignore=torch.cat([batch.ignore, torch.ones_like(batch.ignore[:, -1:])], 1),
+    )
+    train_step(model, trailing, TrainingLoss(QUICK, model.config), optimiser)
+    assert [(n, grad) for n, grad, _ in seen_calls] == [(2, False), (1, True)]
+
+
+def test_batches_come_from_one_pool_with_clips_as_long_as_their_sequences_allow(movies, two_images):
     data = (movies + from_pairs(*two_images)).normalised(Normalisation())
     lengths = {
         data.sample(np.random.default_rng(s), batch_size=2, crop=32, clip_length=3).images.shape[1]
@@ -307,9 +358,9 @@ def test_recurrent_clips_carry_state_and_detach_between_segments(movies):
     )
     seen, forward = [], model.network.forward_sequence
 
-    def spy(frames, state=None):
+    def spy(frames, state=None, **options):
         seen.append((frames.shape[1], state))
-        return forward(frames, state)
+        return forward(frames, state, **options)
 
     model.network.forward_sequence = spy
     info = train_step(model, batch, loss_fn, optimiser, bptt=2, grad_clip=1.0)
@@ -332,12 +383,12 @@ def test_warm_up_frames_run_without_a_graph_and_leave_the_loss_unchanged(movies)
     batch.ignore[:, :3] = True
     seen, forward = [], model.network.forward_sequence
 
-    def spy(frames, state=None):
+    def spy(frames, state=None, **options):
         seen.append((frames.shape[1], torch.is_grad_enabled()))
-        return forward(frames, state)
+        return forward(frames, state, **options)
 
     with torch.no_grad():  # the loss of the whole clip, computed in one piece
-        output = forward(batch.images, None)
+        output = forward(batch.images, None, fresh=batch.fresh)
         whole, _ = loss_fn(output, batch.labels, batch.ignore)
     model.network.forward_sequence = spy
     optimiser = torch.optim.AdamW(model.network.parameters(), lr=1e-3)
@@ -385,7 +436,7 @@ def test_stack_loss_last_looks_at_the_last_stack_only(movies):
     batch = movies.normalised(Normalisation()).sample(
         np.random.default_rng(2), batch_size=2, crop=32, clip_length=1
     )
-    images, labels, ignore = (torch.as_tensor(np.asarray(x)) for x in batch)
+    images, labels, ignore = (torch.as_tensor(np.asarray(x)) for x in batch[:3])
     output = model.network.forward_sequence(images)
     scrambled = output._replace(
         embeddings=[torch.randn_like(output.embeddings[0]), output.embeddings[1]]

@@ -385,7 +385,9 @@ def _generate(
             for iy, (y0, y1, ky0, ky1) in enumerate(plan.ys):
                 for ix, (x0, x1, kx0, kx1) in enumerate(plan.xs):
                     tile = x[..., y0:y1, x0:x1].contiguous(memory_format=layout)
-                    result = network(tile, states.get((iy, ix)), all_stacks=False)
+                    result = network(
+                        tile, states.get((iy, ix)), all_stacks=False, state_only=emb is None
+                    )
                     states[iy, ix] = result.state
                     if emb is None:
                         del result

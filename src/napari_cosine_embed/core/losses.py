@@ -110,6 +110,54 @@ def _slot_sum(values: Tensor, slots: _Slots) -> Tensor:
     return target.scatter_add(1, index, values)[:, : slots.n_slots]
 
 
+# Pixels per block of the slot Gram matrices: each slot's pixels fill whole blocks (the last
+# padded with zeros), so the padding is under one block per slot.
+_GRAM_BLOCK = 64
+
+
+@torch.no_grad()
+def _gram_layout(slots: _Slots, block: int = _GRAM_BLOCK) -> tuple[Tensor, Tensor, Tensor]:
+    """Where each taking-part pixel goes when the slots' pixels are laid out in blocks.
+
+    Returns the flat (B * N) indices of the pixels that take part, their rows in a padded
+    (R * block) layout in which every block of ``block`` rows holds one slot's pixels, and
+    the global slot (b * K + k) of each of the R blocks.
+    """
+    batch, n = slots.index.shape
+    k = slots.n_slots
+    index = slots.index.reshape(-1)
+    pixel = torch.nonzero(index < k).squeeze(1)
+    slot = torch.div(pixel, n, rounding_mode="floor") * k + index[pixel]
+    slot, order = torch.sort(slot, stable=True)
+    pixel = pixel[order]
+    counts = torch.bincount(slot, minlength=batch * k)
+    blocks = torch.div(counts + block - 1, block, rounding_mode="floor")
+    start = torch.cumsum(counts, 0) - counts  # of each slot among the sorted pixels
+    padded_start = (torch.cumsum(blocks, 0) - blocks) * block
+    rank = torch.arange(len(slot), device=slot.device) - start[slot]
+    row = padded_start[slot] + rank
+    owner = torch.repeat_interleave(torch.arange(batch * k, device=slot.device), blocks)
+    return pixel, row, owner
+
+
+def _slot_grams(x: Tensor, slots: _Slots) -> Tensor:
+    """Per slot, the sum of outer products of its pixels' vectors: (B, N, D) -> (B, K, D, D).
+
+    Pixels are grouped into blocks of one slot each and every block's Gram matrix is one
+    small matmul, so the cost is O(N * D^2) whatever the number of instances (a per-pixel
+    term against every instance would be O(N * K)).
+    """
+    batch, _, dim = x.shape
+    k = slots.n_slots
+    pixel, row, owner = _gram_layout(slots)
+    laid = x.new_zeros(len(owner) * _GRAM_BLOCK, dim)
+    laid = laid.index_put((row,), x.reshape(-1, dim)[pixel])
+    blocks = laid.reshape(len(owner), _GRAM_BLOCK, dim)
+    grams = blocks.transpose(1, 2) @ blocks  # (R, D, D)
+    total = x.new_zeros(batch * k, dim, dim).index_add(0, owner, grams)
+    return total.reshape(batch, k, dim, dim)
+
+
 def _mean_over_slots(per_slot: Tensor, slots: _Slots) -> Tensor:
     """Average a (B, K) value over each image's present slots: -> (B,)."""
     present = slots.present.to(per_slot.dtype)
@@ -233,8 +281,10 @@ def cosine_embedding_loss(
         means = F.normalize(sums, dim=-1)
         # The mean cosine of an instance's pixels to its own direction is |sum| / size.
         intra = 1 - (sums * means).sum(-1) / slots.size.clamp_min(1)
-        # spread[b, j, i]: sum over the pixels of instance j of cos^2 to the direction of i.
-        spread = _slot_sum((x @ means.transpose(1, 2)).square(), slots)
+        # spread[b, j, i]: sum over the pixels of instance j of cos^2 to the direction of i,
+        # = m_i^T G_j m_i with G_j the sum of instance j's outer products e_p e_p^T.
+        grams = _slot_grams(x, slots)  # (B, K, D, D)
+        spread = torch.einsum("bjde,bie,bid->bji", grams, means, means)
         near = _neighbour_slots(slots, tuple(labels.shape[1:]), neighbour_radius)
         near = near.to(spread.dtype)
         inter = (spread * near).sum(1) / (slots.size[:, :, None] * near).sum(1).clamp_min(1)

@@ -54,6 +54,10 @@ class Batch(NamedTuple):
     labels: torch.Tensor
     #: Pixels the losses must skip (unannotated, padding, unlabelled frames), bool (B, T, Y, X).
     ignore: torch.Tensor
+    #: Per clip, the frame at which its history begins (int64, (B,)): the frames before it
+    #: are padding, and the recurrent state starts from zeros there, as at a movie's first
+    #: frame. None: every clip's history begins at its first frame.
+    fresh: torch.Tensor | None = None
 
 
 @dataclass
@@ -171,8 +175,10 @@ class TrainingData:
     ) -> Batch:
         """Draw a batch of ``batch_size`` clips of ``crop`` x ``crop`` pixels.
 
-        The clip length is ``clip_length``, or less when a drawn sequence is shorter (a 2D
-        image gives clips of one frame). ``augment=None`` draws crops only. A share
+        Each clip ends at a labelled frame, after the frames before it (its warm-up, as at
+        inference); ``fresh`` marks where a clip's history begins when it is padded in front
+        (near the start of a sequence). The clip length is ``clip_length``, or less when no
+        drawn sequence is that long (2D images give clips of one frame). ``augment=None`` draws crops only. A share
         ``foreground_crops`` of the crops is placed around a labelled nucleus pixel of the
         clip (drawn uniformly), the rest anywhere: on large frames with few nuclei most
         uniform crops hold none, and teach nothing but background.
@@ -182,16 +188,25 @@ class TrainingData:
         weights = np.array([p.weight for p in self.pools])
         pool = self.pools[int(rng.choice(len(self.pools), p=weights / weights.sum()))]
         picks = pool.units[rng.integers(len(pool.units), size=batch_size)]
-        length = min(clip_length, *(len(pool.sequences[i].image) for i, _ in picks))
-        clips = []
+        # Clips as long as asked for, unless no drawn sequence is that long (2D images give
+        # clips of one frame); a shorter sequence's clips are padded in front.
+        length = min(clip_length, max(len(pool.sequences[i].image) for i, _ in picks))
+        clips, fresh = [], []
         for i, t in picks:
             seq = pool.sequences[i]
-            start = int(np.clip(t - rng.integers(length), 0, len(seq.image) - length))
-            frames = slice(start, start + length)
+            # The clip ends at the drawn frame: every frame before it in the clip warms the
+            # state up, as the frames before it do at inference, and none after it is run
+            # for nothing. Near the movie's start the clip is padded in front (its first
+            # frame repeated, ignored) and the state starts from zeros at the real first.
+            history = min(int(t), length - 1)
+            pad = length - 1 - history
+            frames = np.arange(t - history - pad, t + 1).clip(t - history)
             ignore = np.zeros(seq.image[frames].shape, bool)
             if seq.ignore is not None:
                 ignore |= seq.ignore[frames]
             ignore |= ~seq.labelled[frames, None, None]
+            ignore[:pad] = True
+            fresh.append(pad)
             around = None
             if foreground_crops > 0 and rng.random() < foreground_crops:
                 around = _nucleus_pixel(seq.labels[frames], ignore, rng)
@@ -208,6 +223,7 @@ class TrainingData:
             torch.from_numpy(images.astype(np.float32))[:, :, None],
             torch.from_numpy(labels.astype(np.int64)),
             torch.from_numpy(ignore),
+            torch.tensor(fresh, dtype=torch.int64),
         )
 
 

@@ -262,7 +262,8 @@ def train_step(
     ----------
     model : EmbeddingModel or RecurrentStackedHourglass
     batch : Batch
-        Images (B, T, 1, Y, X), labels and ignore (B, T, Y, X); moved to the model's device.
+        Images (B, T, 1, Y, X), labels and ignore (B, T, Y, X), moved to the model's device;
+        ``fresh`` restarts a clip's state from zeros where its padding ends.
     loss_fn : TrainingLoss
     optimiser : torch.optim.Optimizer
     scaler : torch.amp.GradScaler, optional
@@ -285,8 +286,13 @@ def train_step(
     network = _network(model)
     network.train()
     device = next(network.parameters()).device
-    images, labels, ignore = (t.to(device) for t in batch)
+    images, labels, ignore = (t.to(device) for t in batch[:3])
+    fresh = batch.fresh.to(device) if isinstance(batch, Batch) and batch.fresh is not None else None
+    # Trailing frames that no loss looks at (in any clip of the batch) change nothing: drop them.
     n_frames = images.shape[1]
+    while n_frames > 1 and bool(ignore[:, n_frames - 1].all()):
+        n_frames -= 1
+    images, labels, ignore = images[:, :n_frames], labels[:, :n_frames], ignore[:, :n_frames]
     segment = bptt if 0 < bptt < n_frames else n_frames
     optimiser.zero_grad(set_to_none=True)
     state, totals, first = None, {"loss": 0.0}, 0
@@ -302,13 +308,19 @@ def train_step(
                 torch.no_grad(),
                 torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None),
             ):
-                state = detach_state(network.forward_sequence(images[:, :first], None).state)
+                warm = network.forward_sequence(
+                    images[:, :first], None, fresh=fresh, state_only=True
+                )
+                state = detach_state(warm.state)
+                del warm
             segment = n_frames - first
     for start in range(first, n_frames, segment):
         part = slice(start, min(n_frames, start + segment))
         share = (part.stop - part.start) / (n_frames - first)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            output = network.forward_sequence(images[:, part], state)
+            output = network.forward_sequence(
+                images[:, part], state, fresh=None if fresh is None else fresh - start
+            )
         loss, parts = loss_fn(output, labels[:, part], ignore[:, part])
         (scaler.scale(loss * share) if scaler is not None else loss * share).backward()
         state = detach_state(output.state)
