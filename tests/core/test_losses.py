@@ -438,3 +438,18 @@ def test_bad_options_are_explained():
         cosine_embedding_loss(emb, labels, neighbour_radius=-1)
     with pytest.raises(ValueError, match="n_pixels"):
         pairwise_loss(emb, labels, n_pixels=1)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_several_embeddings_of_one_batch_score_the_mean_of_their_losses(name):
+    """One call for every stack of the network (the labels' work done once) is the mean."""
+    torch.manual_seed(3)
+    labels = torch.randint(0, 6, (2, 6, 6)).repeat_interleave(4, 1).repeat_interleave(4, 2)
+    ignore = torch.rand(2, 24, 24) < 0.2
+    embs = [torch.randn(2, 8, 24, 24, requires_grad=True) for _ in range(3)]
+    options = {"n_pixels": None} if name == "pairwise" else {}  # every pixel: no draw
+    together = make_loss(name, **options)(embs, labels, ignore)
+    each = [LOSSES[name](e, labels, ignore=ignore, **options) for e in embs]
+    torch.testing.assert_close(together, torch.stack(each).mean())
+    together.backward()
+    assert all(e.grad is not None and e.grad.abs().sum() > 0 for e in embs)

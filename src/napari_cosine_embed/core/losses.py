@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -56,9 +56,15 @@ class _Slots(NamedTuple):
 
 
 def _prepare(
-    emb: Tensor, labels: Tensor, ignore: Tensor | None, *, background_is_instance: bool
+    emb: Tensor,
+    labels: Tensor,
+    ignore: Tensor | None,
+    *,
+    background_is_instance: bool,
+    slots: _Slots | None = None,
 ) -> tuple[Tensor, _Slots]:
-    """Validate the inputs; return the embeddings as (B, N, D), float32 or float64, and slots."""
+    """Validate the inputs; return the embeddings as (B, N, D), float32 or float64, and slots
+    (``slots`` as given when the same labels were prepared before)."""
     if emb.ndim < 3 or labels.shape != emb.shape[:1] + emb.shape[2:]:
         raise ValueError(
             f"labels of shape {tuple(labels.shape)} do not match embeddings of shape "
@@ -70,6 +76,8 @@ def _prepare(
         raise ValueError(f"ignore of shape {tuple(ignore.shape)} does not match the labels")
     batch = emb.shape[0]
     x = emb.to(torch.promote_types(emb.dtype, torch.float32)).reshape(batch, emb.shape[1], -1)
+    if slots is not None:
+        return x.transpose(1, 2).contiguous(), slots
     labels = labels.to(device=emb.device, dtype=torch.int64).reshape(batch, -1)
     valid = torch.ones_like(labels, dtype=torch.bool)
     if ignore is not None:
@@ -140,7 +148,9 @@ def _gram_layout(slots: _Slots, block: int = _GRAM_BLOCK) -> tuple[Tensor, Tenso
     return pixel, row, owner
 
 
-def _slot_grams(x: Tensor, slots: _Slots) -> Tensor:
+def _slot_grams(
+    x: Tensor, slots: _Slots, layout: tuple[Tensor, Tensor, Tensor] | None = None
+) -> Tensor:
     """Per slot, the sum of outer products of its pixels' vectors: (B, N, D) -> (B, K, D, D).
 
     Pixels are grouped into blocks of one slot each and every block's Gram matrix is one
@@ -149,7 +159,7 @@ def _slot_grams(x: Tensor, slots: _Slots) -> Tensor:
     """
     batch, _, dim = x.shape
     k = slots.n_slots
-    pixel, row, owner = _gram_layout(slots)
+    pixel, row, owner = _gram_layout(slots) if layout is None else layout
     laid = x.new_zeros(len(owner) * _GRAM_BLOCK, dim)
     laid = laid.index_put((row,), x.reshape(-1, dim)[pixel])
     blocks = laid.reshape(len(owner), _GRAM_BLOCK, dim)
@@ -224,7 +234,7 @@ def _full_precision(emb: Tensor) -> torch.autocast:
 
 
 def cosine_embedding_loss(
-    emb: Tensor,
+    emb: Tensor | Sequence[Tensor],
     labels: Tensor,
     *,
     neighbour_radius: float = 5.0,
@@ -244,9 +254,11 @@ def cosine_embedding_loss(
 
     Parameters
     ----------
-    emb : Tensor of shape (B, D, *S)
+    emb : Tensor of shape (B, D, *S), or a sequence of them
         Raw network output; S are the spatial axes, (Y, X) or (T, Y, X) for a stack of frames
-        (the neighbourhood is then a ball across frames too).
+        (the neighbourhood is then a ball across frames too). Several embeddings of the same
+        images (one per stack of the network) give the mean of their losses; what depends on
+        the labels alone (instances, neighbours) is then worked out once.
     labels : Tensor of shape (B, *S), integer
         Instance ids, 0 = background; under ``ignore`` any value (say -1) is accepted.
     neighbour_radius : float, keyword-only
@@ -274,21 +286,32 @@ def cosine_embedding_loss(
     """
     if neighbour_radius < 0:
         raise ValueError(f"neighbour_radius must be >= 0, got {neighbour_radius}")
-    with _full_precision(emb):
-        x, slots = _prepare(emb, labels, ignore, background_is_instance=background_is_instance)
-        x = F.normalize(x, dim=-1)
-        sums = _slot_sum(x, slots)  # (B, K, D)
-        means = F.normalize(sums, dim=-1)
-        # The mean cosine of an instance's pixels to its own direction is |sum| / size.
-        intra = 1 - (sums * means).sum(-1) / slots.size.clamp_min(1)
-        # spread[b, j, i]: sum over the pixels of instance j of cos^2 to the direction of i,
-        # = m_i^T G_j m_i with G_j the sum of instance j's outer products e_p e_p^T.
-        grams = _slot_grams(x, slots)  # (B, K, D, D)
-        spread = torch.einsum("bjde,bie,bid->bji", grams, means, means)
-        near = _neighbour_slots(slots, tuple(labels.shape[1:]), neighbour_radius)
-        near = near.to(spread.dtype)
-        inter = (spread * near).sum(1) / (slots.size[:, :, None] * near).sum(1).clamp_min(1)
-        return _batch_mean(_mean_over_slots(intra + inter, slots), slots)
+    embs = [emb] if isinstance(emb, Tensor) else list(emb)
+    if not embs:
+        raise ValueError("no embedding to score")
+    with _full_precision(embs[0]):
+        slots = near = layout = None
+        total = []
+        for e in embs:
+            x, slots = _prepare(
+                e, labels, ignore, background_is_instance=background_is_instance, slots=slots
+            )
+            x = F.normalize(x, dim=-1)
+            sums = _slot_sum(x, slots)  # (B, K, D)
+            means = F.normalize(sums, dim=-1)
+            # The mean cosine of an instance's pixels to its own direction is |sum| / size.
+            intra = 1 - (sums * means).sum(-1) / slots.size.clamp_min(1)
+            # spread[b, j, i]: sum over the pixels of instance j of cos^2 to the direction of
+            # i, = m_i^T G_j m_i with G_j the sum of instance j's outer products e_p e_p^T.
+            if layout is None:
+                layout = _gram_layout(slots)
+                near = _neighbour_slots(slots, tuple(labels.shape[1:]), neighbour_radius)
+                near = near.to(x.dtype)
+            grams = _slot_grams(x, slots, layout)  # (B, K, D, D)
+            spread = torch.einsum("bjde,bie,bid->bji", grams, means, means)
+            inter = (spread * near).sum(1) / (slots.size[:, :, None] * near).sum(1).clamp_min(1)
+            total.append(_batch_mean(_mean_over_slots(intra + inter, slots), slots))
+        return total[0] if len(total) == 1 else torch.stack(total).mean()
 
 
 def _sample_pixels(weight: Tensor, n: int, generator: torch.Generator | None) -> Tensor:
@@ -480,7 +503,8 @@ def make_loss(name: str, **options: Any) -> Callable[[Tensor, Tensor, Tensor | N
     Returns
     -------
     callable
-        ``loss(emb, labels, ignore=None) -> Tensor of shape ()``.
+        ``loss(emb, labels, ignore=None) -> Tensor of shape ()``; ``emb`` may be a sequence
+        of embeddings of the same images (one per stack), scored by the mean of their losses.
 
     Examples
     --------
@@ -499,8 +523,13 @@ def make_loss(name: str, **options: Any) -> Callable[[Tensor, Tensor, Tensor | N
     except TypeError as error:
         raise ValueError(f"bad options for the {name} loss: {error}") from None
 
-    def loss(emb: Tensor, labels: Tensor, ignore: Tensor | None = None) -> Tensor:
-        return fn(emb, labels, ignore=ignore, **options)
+    def loss(
+        emb: Tensor | Sequence[Tensor], labels: Tensor, ignore: Tensor | None = None
+    ) -> Tensor:
+        if isinstance(emb, Tensor) or fn is cosine_embedding_loss:
+            return fn(emb, labels, ignore=ignore, **options)
+        # several embeddings of the same images: the mean of their losses
+        return torch.stack([fn(e, labels, ignore=ignore, **options) for e in emb]).mean()
 
     return loss
 

@@ -228,8 +228,8 @@ class TrainingLoss:
         stacks = [e for e in output.embeddings if e.requires_grad] or output.embeddings
         if self.stack_loss == "last":
             stacks = stacks[-1:]
-        per_stack = [self.embedding_loss(e.flatten(0, 1), labels, ignore) for e in stacks]
-        embedding = torch.stack(per_stack).mean()
+        # one call for every stack: the labels' share of the work is done once
+        embedding = self.embedding_loss([e.flatten(0, 1) for e in stacks], labels, ignore)
         total, parts = embedding, {"embedding_loss": float(embedding.detach())}
         if output.foreground is not None and self.foreground_weight:
             logits = output.foreground.flatten(0, 2).float()
