@@ -178,10 +178,10 @@ class TrainingData:
         Each clip ends at a labelled frame, after the frames before it (its warm-up, as at
         inference); ``fresh`` marks where a clip's history begins when it is padded in front
         (near the start of a sequence). The clip length is ``clip_length``, or less when no
-        drawn sequence is that long (2D images give clips of one frame). ``augment=None`` draws crops only. A share
-        ``foreground_crops`` of the crops is placed around a labelled nucleus pixel of the
-        clip (drawn uniformly), the rest anywhere: on large frames with few nuclei most
-        uniform crops hold none, and teach nothing but background.
+        drawn sequence is that long (2D images give clips of one frame). ``augment=None``
+        draws crops only. A share ``foreground_crops`` of the crops is placed around a
+        labelled nucleus pixel of the clip (drawn uniformly), the rest anywhere: on large
+        frames with few nuclei most uniform crops hold none, and teach nothing but background.
         """
         if self.normalisation is None:
             raise ValueError("call normalised(...) before sampling")
