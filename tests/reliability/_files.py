@@ -26,8 +26,11 @@ def signal_after(module: str, owner: str, name: str, calls: int, signum: str) ->
     """Python source that makes ``module.owner.name`` send ``signum`` to its own process
     right after its ``calls``-th call: a real signal at a known point, with no race."""
     target = f"{owner}.{name}" if owner else name
+    # Ctrl-C as at a terminal: a job that a non-interactive shell started in the background
+    # (as some CI runners do) inherits SIGINT ignored, and Python then keeps ignoring it.
     return textwrap.dedent(f"""
         import os, signal
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         import {module} as _m
         _owner = _m{"." + owner if owner else ""}
         _real, _count = _owner.{name}, []
