@@ -15,15 +15,24 @@ a training step can always call ``backward``.
 from __future__ import annotations
 
 import inspect
-import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ._slots import (
+    batch_mean,
+    gram_layout,
+    mean_over_slots,
+    neighbour_slots,
+    prepare,
+    slot_grams,
+    slot_sum,
+)
 
 __all__ = [
     "LOSSES",
@@ -42,190 +51,9 @@ LossFn = Callable[..., Tensor]
 _NORM_EPS = 1e-12
 
 
-class _Slots(NamedTuple):
-    """Pixels of a batch grouped into per-image instance slots."""
-
-    index: Tensor  # (B, N) int64: slot of each pixel in [0, K); K for pixels taking no part
-    size: Tensor  # (B, K) float32: pixels per slot, 0 for slots an image does not use
-    present: Tensor  # (B, K) bool: slots holding an instance (counts differ between images)
-    has_foreground: Tensor  # (B,) bool: images with annotated foreground, the ones averaged
-
-    @property
-    def n_slots(self) -> int:
-        return self.present.shape[1]
-
-
-def _prepare(
-    emb: Tensor,
-    labels: Tensor,
-    ignore: Tensor | None,
-    *,
-    background_is_instance: bool,
-    slots: _Slots | None = None,
-) -> tuple[Tensor, _Slots]:
-    """Validate the inputs; return the embeddings as (B, N, D), float32 or float64, and slots
-    (``slots`` as given when the same labels were prepared before)."""
-    if emb.ndim < 3 or labels.shape != emb.shape[:1] + emb.shape[2:]:
-        raise ValueError(
-            f"labels of shape {tuple(labels.shape)} do not match embeddings of shape "
-            f"{tuple(emb.shape)}: expected (B, D, *S) embeddings and (B, *S) labels"
-        )
-    if labels.is_floating_point() or labels.is_complex():
-        raise ValueError(f"labels must hold integers, not {labels.dtype}")
-    if ignore is not None and ignore.shape != labels.shape:
-        raise ValueError(f"ignore of shape {tuple(ignore.shape)} does not match the labels")
-    batch = emb.shape[0]
-    x = emb.to(torch.promote_types(emb.dtype, torch.float32)).reshape(batch, emb.shape[1], -1)
-    if slots is not None:
-        return x.transpose(1, 2).contiguous(), slots
-    labels = labels.to(device=emb.device, dtype=torch.int64).reshape(batch, -1)
-    valid = torch.ones_like(labels, dtype=torch.bool)
-    if ignore is not None:
-        valid = ~ignore.to(device=emb.device, dtype=torch.bool).reshape(batch, -1)
-    if bool((labels[valid] < 0).any()):
-        raise ValueError("labels must be non-negative (0 = background) where not ignored")
-    if not background_is_instance:
-        valid = valid & (labels > 0)
-    return x.transpose(1, 2).contiguous(), _slots(labels, valid)
-
-
-def _slots(labels: Tensor, valid: Tensor) -> _Slots:
-    """Number the instances of each image 0..K_b-1 from (B, N) labels and validity mask."""
-    batch = labels.shape[0]
-    # Keys image * stride + label order the instances by image, then by label. Pixels that
-    # take no part may hold any label, even a negative one: their slot is overwritten below.
-    stride = max(int(labels.max()), 0) + 1 if labels.numel() else 1
-    image = torch.arange(batch, device=labels.device)
-    key = image[:, None] * stride + labels
-    keys = torch.unique(key[valid])  # sorted, so each image's keys are contiguous
-    per_image = torch.bincount(keys // stride, minlength=batch)
-    n_slots = int(per_image.max()) if batch else 0
-    first = torch.cumsum(per_image, 0) - per_image
-    index = torch.searchsorted(keys, key) - first[:, None]
-    index = torch.where(valid, index, n_slots)
-    size = torch.zeros(batch, n_slots + 1, device=labels.device)
-    size = size.scatter_add(1, index, torch.ones_like(size[:, :1]).expand_as(index))[:, :n_slots]
-    present = torch.arange(n_slots, device=labels.device) < per_image[:, None]
-    has_foreground = (valid & (labels > 0)).any(1)
-    return _Slots(index, size, present, has_foreground)
-
-
-def _slot_sum(values: Tensor, slots: _Slots) -> Tensor:
-    """Sum per-pixel values within each slot: (B, N, C) -> (B, K, C)."""
-    batch, _, channels = values.shape
-    target = values.new_zeros(batch, slots.n_slots + 1, channels)
-    index = slots.index[:, :, None].expand(-1, -1, channels)
-    return target.scatter_add(1, index, values)[:, : slots.n_slots]
-
-
-# Pixels per block of the slot Gram matrices: each slot's pixels fill whole blocks (the last
-# padded with zeros), so the padding is under one block per slot.
-_GRAM_BLOCK = 64
-
-
-@torch.no_grad()
-def _gram_layout(slots: _Slots, block: int = _GRAM_BLOCK) -> tuple[Tensor, Tensor, Tensor]:
-    """Where each taking-part pixel goes when the slots' pixels are laid out in blocks.
-
-    Returns the flat (B * N) indices of the pixels that take part, their rows in a padded
-    (R * block) layout in which every block of ``block`` rows holds one slot's pixels, and
-    the global slot (b * K + k) of each of the R blocks.
-    """
-    batch, n = slots.index.shape
-    k = slots.n_slots
-    index = slots.index.reshape(-1)
-    pixel = torch.nonzero(index < k).squeeze(1)
-    slot = torch.div(pixel, n, rounding_mode="floor") * k + index[pixel]
-    slot, order = torch.sort(slot, stable=True)
-    pixel = pixel[order]
-    counts = torch.bincount(slot, minlength=batch * k)
-    blocks = torch.div(counts + block - 1, block, rounding_mode="floor")
-    start = torch.cumsum(counts, 0) - counts  # of each slot among the sorted pixels
-    padded_start = (torch.cumsum(blocks, 0) - blocks) * block
-    rank = torch.arange(len(slot), device=slot.device) - start[slot]
-    row = padded_start[slot] + rank
-    owner = torch.repeat_interleave(torch.arange(batch * k, device=slot.device), blocks)
-    return pixel, row, owner
-
-
-def _slot_grams(
-    x: Tensor, slots: _Slots, layout: tuple[Tensor, Tensor, Tensor] | None = None
-) -> Tensor:
-    """Per slot, the sum of outer products of its pixels' vectors: (B, N, D) -> (B, K, D, D).
-
-    Pixels are grouped into blocks of one slot each and every block's Gram matrix is one
-    small matmul, so the cost is O(N * D^2) whatever the number of instances (a per-pixel
-    term against every instance would be O(N * K)).
-    """
-    batch, _, dim = x.shape
-    k = slots.n_slots
-    pixel, row, owner = _gram_layout(slots) if layout is None else layout
-    laid = x.new_zeros(len(owner) * _GRAM_BLOCK, dim)
-    laid = laid.index_put((row,), x.reshape(-1, dim)[pixel])
-    blocks = laid.reshape(len(owner), _GRAM_BLOCK, dim)
-    grams = blocks.transpose(1, 2) @ blocks  # (R, D, D)
-    total = x.new_zeros(batch * k, dim, dim).index_add(0, owner, grams)
-    return total.reshape(batch, k, dim, dim)
-
-
-def _mean_over_slots(per_slot: Tensor, slots: _Slots) -> Tensor:
-    """Average a (B, K) value over each image's present slots: -> (B,)."""
-    present = slots.present.to(per_slot.dtype)
-    return (per_slot * present).sum(1) / present.sum(1).clamp_min(1)
-
-
-def _batch_mean(per_image: Tensor, slots: _Slots) -> Tensor:
-    """Average a (B,) value over the images that have foreground; 0 when none does."""
-    weight = slots.has_foreground.to(per_image.dtype)
-    return (per_image * weight).sum() / weight.sum().clamp_min(1)
-
-
 def _safe_norm(v: Tensor) -> Tensor:
     """Euclidean norm over the last axis with a finite gradient at 0."""
     return v.square().sum(-1).clamp_min(_NORM_EPS).sqrt()
-
-
-def _ball_offsets(radius: float, ndim: int) -> list[tuple[int, ...]]:
-    """Integer offsets o != 0 with |o| <= radius, one of each pair (o, -o)."""
-    reach = math.floor(radius)
-    span = range(-reach, reach + 1)
-    return [
-        o
-        for o in itertools.product(span, repeat=ndim)
-        if 0 < sum(c * c for c in o) <= radius * radius and o > (0,) * ndim
-    ]
-
-
-def _shifted_pair(offset: tuple[int, ...], shape: tuple[int, ...]) -> tuple[tuple, tuple] | None:
-    """Slices selecting every pixel p and its partner p + offset inside a grid of ``shape``."""
-    here, there = [slice(None)], [slice(None)]
-    for step, length in zip(offset, shape, strict=True):
-        if abs(step) >= length:
-            return None
-        here.append(slice(max(0, -step), length - max(0, step)))
-        there.append(slice(max(0, step), length - max(0, -step)))
-    return tuple(here), tuple(there)
-
-
-@torch.no_grad()
-def _neighbour_slots(slots: _Slots, spatial: tuple[int, ...], radius: float) -> Tensor:
-    """Which slots of an image come within ``radius`` pixels (Euclidean): (B, K, K) bool.
-
-    Each pixel is paired with its partner at each offset of the ball: one pass over the image
-    per offset whatever the number of instances, and O(B * N) memory. Symmetric, diagonal false.
-    """
-    batch, k = slots.index.shape[0], slots.n_slots
-    grid = slots.index.reshape(batch, *spatial)
-    image = torch.arange(batch, device=grid.device).reshape(batch, *([1] * len(spatial)))
-    row = (image * (k + 1) + grid) * (k + 1)
-    hit = torch.zeros(batch * (k + 1) ** 2, dtype=torch.bool, device=grid.device)
-    for offset in _ball_offsets(radius, len(spatial)):
-        pair = _shifted_pair(offset, spatial)
-        if pair is not None:
-            hit[(row[pair[0]] + grid[pair[1]]).reshape(-1)] = True
-    near = hit.reshape(batch, k + 1, k + 1)[:, :k, :k]
-    near = near | near.transpose(1, 2)
-    return near & ~torch.eye(k, dtype=torch.bool, device=grid.device)
 
 
 def _full_precision(emb: Tensor) -> torch.autocast:
@@ -293,24 +121,24 @@ def cosine_embedding_loss(
         slots = near = layout = None
         total = []
         for e in embs:
-            x, slots = _prepare(
+            x, slots = prepare(
                 e, labels, ignore, background_is_instance=background_is_instance, slots=slots
             )
             x = F.normalize(x, dim=-1)
-            sums = _slot_sum(x, slots)  # (B, K, D)
+            sums = slot_sum(x, slots)  # (B, K, D)
             means = F.normalize(sums, dim=-1)
             # The mean cosine of an instance's pixels to its own direction is |sum| / size.
             intra = 1 - (sums * means).sum(-1) / slots.size.clamp_min(1)
             # spread[b, j, i]: sum over the pixels of instance j of cos^2 to the direction of
             # i, = m_i^T G_j m_i with G_j the sum of instance j's outer products e_p e_p^T.
             if layout is None:
-                layout = _gram_layout(slots)
-                near = _neighbour_slots(slots, tuple(labels.shape[1:]), neighbour_radius)
+                layout = gram_layout(slots)
+                near = neighbour_slots(slots, tuple(labels.shape[1:]), neighbour_radius)
                 near = near.to(x.dtype)
-            grams = _slot_grams(x, slots, layout)  # (B, K, D, D)
+            grams = slot_grams(x, slots, layout)  # (B, K, D, D)
             spread = torch.einsum("bjde,bie,bid->bji", grams, means, means)
             inter = (spread * near).sum(1) / (slots.size[:, :, None] * near).sum(1).clamp_min(1)
-            total.append(_batch_mean(_mean_over_slots(intra + inter, slots), slots))
+            total.append(batch_mean(mean_over_slots(intra + inter, slots), slots))
         return total[0] if len(total) == 1 else torch.stack(total).mean()
 
 
@@ -399,7 +227,7 @@ def pairwise_loss(
     if n_pixels is not None and n_pixels < 2:
         raise ValueError(f"n_pixels must be at least 2 (or None for all), got {n_pixels}")
     with _full_precision(emb):
-        x, slots = _prepare(emb, labels, ignore, background_is_instance=background_is_instance)
+        x, slots = prepare(emb, labels, ignore, background_is_instance=background_is_instance)
         # Pixels weigh 1 / |instance|; those in the no-slot index K weigh 0.
         padded = F.pad(slots.size.to(x.dtype), (0, 1), value=math.inf)
         weight = 1 / padded.gather(1, slots.index)
@@ -411,7 +239,7 @@ def pairwise_loss(
         x = F.normalize(x.gather(1, pixel[:, :, None].expand(-1, -1, x.shape[2])), dim=-1)
         slot = slots.index.gather(1, pixel)
         per_image = _pair_terms(x, slot, pixel, weight.to(x.dtype), alpha=alpha)
-        return _batch_mean(per_image, slots)
+        return batch_mean(per_image, slots)
 
 
 def discriminative_loss(
@@ -465,22 +293,22 @@ def discriminative_loss(
     >>> discriminative_loss(emb, labels).backward()
     """
     with _full_precision(emb):
-        x, slots = _prepare(emb, labels, ignore, background_is_instance=background_is_instance)
+        x, slots = prepare(emb, labels, ignore, background_is_instance=background_is_instance)
         if normalise:
             x = F.normalize(x, dim=-1)
-        means = _slot_sum(x, slots) / slots.size.clamp_min(1)[:, :, None]  # (B, K, D)
+        means = slot_sum(x, slots) / slots.size.clamp_min(1)[:, :, None]  # (B, K, D)
         padded = F.pad(means, (0, 0, 0, 1))  # the no-slot index K reads a zero mean
         centre = padded.gather(1, slots.index[:, :, None].expand(-1, -1, x.shape[2]))
         pull = (_safe_norm(x - centre) - delta_v).clamp_min(0).square()
-        pull = _slot_sum(pull[:, :, None], slots)[:, :, 0] / slots.size.clamp_min(1)
-        variance = _mean_over_slots(pull, slots)
+        pull = slot_sum(pull[:, :, None], slots)[:, :, 0] / slots.size.clamp_min(1)
+        variance = mean_over_slots(pull, slots)
         push = (2 * delta_d - _safe_norm(means[:, :, None] - means[:, None])).clamp_min(0)
         pairs = slots.present[:, :, None] & slots.present[:, None, :]
         pairs = (pairs & ~torch.eye(slots.n_slots, dtype=torch.bool, device=x.device)).to(x.dtype)
         distance = (push.square() * pairs).sum((1, 2)) / pairs.sum((1, 2)).clamp_min(1)
-        regular = _mean_over_slots(_safe_norm(means), slots)
+        regular = mean_over_slots(_safe_norm(means), slots)
         per_image = alpha * variance + beta * distance + gamma * regular
-        return _batch_mean(per_image, slots)
+        return batch_mean(per_image, slots)
 
 
 LOSSES: dict[str, LossFn] = {
