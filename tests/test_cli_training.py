@@ -103,7 +103,7 @@ def test_finetune_from_the_trained_model_on_a_tiff(trained, tmp_path, capsys):
     argv = [
         "finetune", "--base", str(trained), "--images", str(tmp_path / "movie.tif"),
         "--labels", str(tmp_path / "labels.tif"), "--frames", "0,2", "--steps", "2",
-        "--crop", "32", "--device", "cpu", "--foreground-weight", "10", "--out", str(out),
+        "--crop", "64", "--device", "cpu", "--foreground-weight", "10", "--out", str(out),
     ]  # fmt: skip
     assert main(argv) == 0
     model = load_model(out, device="cpu")
@@ -111,10 +111,13 @@ def test_finetune_from_the_trained_model_on_a_tiff(trained, tmp_path, capsys):
     assert model.record["foreground_weight"] == 10.0
     assert model.record["data"]["sources"][0]["frames"] == [0, 2]
     assert model.record["steps"] == 2
-    found = model.record["foreground_calibration"]  # measured on the curated frames
+    # measured on a band of each curated frame that training left out
+    found = model.record["foreground_calibration"]
     assert found["frames"] == 2
-    assert found["scored_on"] == "training frames"
-    assert f"foreground threshold {found['threshold']:g}" in capsys.readouterr().out
+    assert found["scored_on"] == "held-out bands of the training frames"
+    out_text = capsys.readouterr().out
+    assert "a band of 20% of 2 curated frames" in out_text
+    assert f"foreground threshold {found['threshold']:g}" in out_text
     assert main([*argv[:-1], str(tmp_path / "x.pt"), "--frames", "0,7"]) == 2
     assert "frames must lie" in capsys.readouterr().err
 
@@ -245,3 +248,4 @@ def test_finetune_command_defaults_match_the_core():
     assert args.frozen_stacks == FINETUNE_DEFAULTS.frozen_stacks
     assert args.foreground_weight == FINETUNE_DEFAULTS.foreground_weight
     assert args.stack_loss == FINETUNE_DEFAULTS.stack_loss
+    assert args.calibration_holdout == FINETUNE_DEFAULTS.calibration_holdout

@@ -260,6 +260,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         frozen_stacks=args.frozen_stacks,
         foreground_weight=args.foreground_weight,
         stack_loss=args.stack_loss,
+        calibration_holdout=args.calibration_holdout,
     )
     trainer = Trainer(
         base,
@@ -282,6 +283,13 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
             f"the curated objects are {sizing['curated_diameter']:.0f} px across: frames shrunk "
             f"x{sizing['scale']:.3g} to fit the {trainer.config.crop} px crops (the model "
             "remembers, and segment rescales movies the same way)",
+            flush=True,
+        )
+    if trainer.calibration_data is not None:
+        print(
+            f"a band of {config.calibration_holdout:.0%} of {len(trainer.calibration_data)} "
+            "curated frames, with the objects it touches, is kept out of training to "
+            "calibrate the foreground threshold on (--calibration-holdout)",
             flush=True,
         )
     if args.resume is not None:
@@ -582,6 +590,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         default="all",
         help="embedding loss on every stack that learns, or on the last one only (cheaper "
         "steps when every layer learns; default all)",
+    )
+    p.add_argument(
+        "--calibration-holdout",
+        type=_train_field("calibration_holdout"),
+        default=0.2,
+        metavar="SHARE",
+        help="a band of this share of every curated frame (with the objects it touches) is "
+        "kept out of training, and the foreground threshold is calibrated on it: a tuned "
+        "model is too sure of the pixels it learned (default 0.2; 0 trains on every curated "
+        "pixel and calibrates on them)",
     )
     p.set_defaults(func=_validate.checked(p, _cmd_finetune, _validate.check_finetune))
 

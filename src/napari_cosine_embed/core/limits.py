@@ -233,6 +233,8 @@ TRAIN: dict[str, Range] = {
     "grad_clip": Range(float, 0, 1e6),
     "foreground_crops": Range(float, 0, 1),
     "frozen_stacks": Range(int, 0, 64),
+    # a band of the curated frames kept out of the losses; more than half leaves too little
+    "calibration_holdout": Range(float, 0, 0.5),
 }
 
 #: :class:`~.models.ModelConfig` (``input_stride`` is 1 or 2, checked there).

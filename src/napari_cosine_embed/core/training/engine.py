@@ -95,6 +95,10 @@ class TrainConfig:
         The embedding loss on every stack that learns (the mean; deep supervision, as in
         training from scratch) or on the last stack only: the earlier stacks then learn from
         the last one's loss alone, and a step with every layer learning costs some 15 % less.
+    calibration_holdout : float
+        A fine-tune without validation frames keeps a band of this share of every curated
+        frame (with the objects it touches) out of the losses and calibrates the foreground
+        threshold on it (:mod:`.holdout`); 0 calibrates on the training frames themselves.
     """
 
     steps: int = 2500
@@ -121,6 +125,7 @@ class TrainConfig:
     foreground_crops: float = 0.0
     frozen_stacks: int = 0
     stack_loss: str = "all"
+    calibration_holdout: float = 0.0
 
     def __post_init__(self) -> None:
         # Also what a training-state file or a model record holds: checked field by field,
@@ -187,6 +192,7 @@ FINETUNE_DEFAULTS = TrainConfig(
     foreground_crops=0.5,
     foreground_weight=25.0,
     frozen_stacks=0,
+    calibration_holdout=0.2,
 )
 
 

@@ -38,6 +38,7 @@ from ..threads import ThreadGovernor
 from .calibrate import RECORD_KEY, iter_calibrate_foreground
 from .data import TrainingData
 from .engine import FINETUNE_DEFAULTS, TrainConfig, TrainingLoss, evaluate, train_step
+from .holdout import hold_out_bands
 from .sizing import fit_to_crop, rescaled
 
 __all__ = ["TRAIN_STATE_FORMAT", "Trainer", "finetune", "train"]
@@ -136,6 +137,13 @@ class Trainer:
                 f"{resume_from}: was trained on {state['data'].get('summary')!r}, not on "
                 f"{data.describe()['summary']!r}; give the same data to resume"
             )
+        # Without validation frames, a band of each curated frame is kept out of the losses
+        # to calibrate on (a tuned model is too sure of the pixels it learned; .holdout).
+        self._raw_calib: TrainingData | None = None
+        if val_data is None and config.calibration_holdout > 0:
+            split = hold_out_bands(data, config.calibration_holdout)
+            if split is not None:
+                data, self._raw_calib = split
         if state is not None:
             pass  # the model comes from the state
         elif model is None:
@@ -222,6 +230,11 @@ class Trainer:
         return model.eval()
 
     @property
+    def calibration_data(self) -> TrainingData | None:
+        """The bands of the curated frames kept out of the losses to calibrate on, or None."""
+        return self._raw_calib
+
+    @property
     def best(self) -> dict[str, Any] | None:
         """``{"score", "step", "scores"}`` of the best validation so far, or None."""
         if self._best is None:
@@ -256,21 +269,23 @@ class Trainer:
     ) -> Generator[tuple[int, int], None, EmbeddingModel]:
         """Calibrate the foreground threshold of ``model`` (e.g. :attr:`best_model`).
 
-        Scored on the validation frames when there are any, else on the training frames
-        (see :mod:`.calibrate`); yields ``(done, total)`` per frame and returns ``model`` with
+        Scored on the validation frames when there are any, else on the bands of the
+        training frames kept out of the losses (``config.calibration_holdout``), else on the
+        training frames (see :mod:`.calibrate`); yields ``(done, total)`` per frame and returns ``model`` with
         the result in ``model.record["foreground_calibration"]`` (unchanged when there is
         nothing to calibrate).
         """
-        held_out = self._raw_val is not None and self._raw_val.normalisation is None
-        data = self._raw_val if held_out else self._raw_data
+        if self._raw_val is not None and self._raw_val.normalisation is None:
+            data, where = self._raw_val, "validation frames"
+        elif self._raw_calib is not None:
+            data, where = self._raw_calib, "held-out bands of the training frames"
+        else:
+            data, where = self._raw_data, "training frames"
         if data.normalisation is not None:  # given normalised: the raw frames are gone
             return model
         result = yield from iter_calibrate_foreground(model, data)
         if result is not None:
-            model.record[RECORD_KEY] = {
-                **result,
-                "scored_on": "validation frames" if held_out else "training frames",
-            }
+            model.record[RECORD_KEY] = {**result, "scored_on": where}
         return model
 
     def save_state(self, path: str | os.PathLike) -> None:
