@@ -36,8 +36,10 @@ def test_bands_split_each_frame_into_training_and_held_out_pixels(images):
     for tr, he in zip(train.sequences, held.sequences, strict=True):
         for t in np.flatnonzero(he.labelled):
             scored = ~he.ignore[t]
-            # every pixel is trained on or held out, never both
-            assert np.array_equal(scored, tr.ignore[t])
+            # the foreground loss learns every pixel but the held-out ones; the embedding
+            # loss learns them all
+            assert np.array_equal(scored, tr.holdout[t])
+            assert tr.ignore is None or not tr.ignore[t].any()
             # at least the band's share, at most twice it (the objects it touches come along)
             assert 0.2 <= scored.mean() <= 0.4 + 1e-9
             # a band across the longer side (X here): it spans every row
@@ -61,7 +63,7 @@ def test_bands_respect_pixels_already_unannotated(images):
     for tr, he in zip(train.sequences, held.sequences, strict=True):
         for t in np.flatnonzero(he.labelled):
             assert not (~he.ignore[t] & ignore[t]).any()  # never scored where unannotated
-            assert tr.ignore[t][ignore[t]].all()  # and still not trained on
+            assert np.array_equal(tr.ignore[t], ignore[t])  # and still not trained on
 
 
 def test_no_band_where_the_frames_are_too_small_or_empty(images):
@@ -79,8 +81,8 @@ def test_a_finetune_calibrates_on_the_bands_it_did_not_train_on(images):
     base = EmbeddingModel.new(TINY, seed=0)
     data = from_arrays(image, labels, name="two")
     trainer = Trainer(base, data, QUICK, base_model=True)
-    # the losses never see the held-out pixels
-    assert all(s.ignore is not None and s.ignore.any() for s in trainer.data.sequences)
+    # the foreground loss never sees the held-out pixels
+    assert all(s.holdout is not None and s.holdout.any() for s in trainer.data.sequences)
     for _ in trainer.run():
         pass
     model = trainer.best_model
@@ -94,13 +96,47 @@ def test_a_finetune_calibrates_on_the_bands_it_did_not_train_on(images):
 
     # with validation frames, those are scored, and nothing of the curated frames is held out
     trainer = Trainer(base, data, QUICK, base_model=True, val_data=data)
-    assert all(s.ignore is None or not s.ignore.any() for s in trainer.data.sequences)
+    assert all(s.holdout is None for s in trainer.data.sequences)
     # and a share of 0 trains on every curated pixel and calibrates on them
     trainer = Trainer(base, data, replace(QUICK, calibration_holdout=0.0), base_model=True)
-    assert all(s.ignore is None or not s.ignore.any() for s in trainer.data.sequences)
+    assert all(s.holdout is None for s in trainer.data.sequences)
 
 
 def test_the_finetune_defaults_hold_out_a_fifth():
     assert FINETUNE_DEFAULTS.calibration_holdout == 0.2
     with pytest.raises(ValueError, match="calibration_holdout"):
         replace(FINETUNE_DEFAULTS, calibration_holdout=0.7)
+
+
+def test_the_foreground_loss_skips_the_band_and_the_embedding_loss_learns_it(images):
+    import torch
+    import torch.nn.functional as F
+
+    from napari_cosine_embed.core.normalise import Normalisation
+    from napari_cosine_embed.core.training import TrainingLoss
+
+    image, labels = images
+    train, _ = hold_out_bands(from_arrays(image, labels, name="two"), 0.2)
+    batch = train.normalised(Normalisation()).sample(
+        np.random.default_rng(0), batch_size=2, crop=128, augment=None
+    )
+    assert batch.foreground_ignore is not None
+    band = batch.foreground_ignore & ~batch.ignore
+    assert band.any()
+    assert (~batch.foreground_ignore).any()
+    assert not (batch.ignore & ~batch.foreground_ignore).any()  # what every loss skips, it skips
+
+    model = EmbeddingModel.new(TINY, seed=0)
+    loss_fn = TrainingLoss(QUICK, model.config)
+    with torch.no_grad():
+        output = model.network.forward_sequence(batch.images)
+        _, parts = loss_fn(output, batch.labels, batch.ignore, batch.foreground_ignore)
+        _, without = loss_fn(output, batch.labels, batch.ignore)
+        logits = output.foreground.flatten(0, 2)
+        target = (batch.labels.flatten(0, 1) > 0).float()
+        kept = ~batch.foreground_ignore.flatten(0, 1)
+        bce = F.binary_cross_entropy_with_logits(logits[kept], target[kept])
+    assert parts["foreground_loss"] == pytest.approx(float(bce), rel=1e-5)
+    assert parts["foreground_loss"] != pytest.approx(without["foreground_loss"], rel=1e-3)
+    # the band's objects still teach the embedding
+    assert parts["embedding_loss"] == without["embedding_loss"]

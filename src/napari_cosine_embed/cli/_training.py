@@ -288,8 +288,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     if trainer.calibration_data is not None:
         print(
             f"a band of {config.calibration_holdout:.0%} of {len(trainer.calibration_data)} "
-            "curated frames, with the objects it touches, is kept out of training to "
-            "calibrate the foreground threshold on (--calibration-holdout)",
+            "curated frames, with the objects it touches, is kept out of the foreground loss "
+            "to calibrate the foreground threshold on (--calibration-holdout)",
             flush=True,
         )
     if args.resume is not None:
@@ -597,9 +597,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         default=0.2,
         metavar="SHARE",
         help="a band of this share of every curated frame (with the objects it touches) is "
-        "kept out of training, and the foreground threshold is calibrated on it: a tuned "
-        "model is too sure of the pixels it learned (default 0.2; 0 trains on every curated "
-        "pixel and calibrates on them)",
+        "kept out of the foreground loss, and the foreground threshold is calibrated on it: "
+        "a tuned model is too sure of the pixels it learned (default 0.2; 0 learns every "
+        "curated pixel and calibrates on them)",
     )
     p.set_defaults(func=_validate.checked(p, _cmd_finetune, _validate.check_finetune))
 

@@ -233,7 +233,7 @@ TRAIN: dict[str, Range] = {
     "grad_clip": Range(float, 0, 1e6),
     "foreground_crops": Range(float, 0, 1),
     "frozen_stacks": Range(int, 0, 64),
-    # a band of the curated frames kept out of the losses; more than half leaves too little
+    # a band of the curated frames kept out of the foreground loss; more than half leaves too little
     "calibration_holdout": Range(float, 0, 0.5),
 }
 

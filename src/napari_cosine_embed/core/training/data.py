@@ -58,6 +58,9 @@ class Batch(NamedTuple):
     #: are padding, and the recurrent state starts from zeros there, as at a movie's first
     #: frame. None: every clip's history begins at its first frame.
     fresh: torch.Tensor | None = None
+    #: Pixels the foreground loss must skip besides ``ignore`` (a band kept out of it to
+    #: calibrate on, :mod:`.holdout`), bool (B, T, Y, X); None: ``ignore`` alone.
+    foreground_ignore: torch.Tensor | None = None
 
 
 @dataclass
@@ -74,6 +77,9 @@ class LabelledSequence:
     ignore : ndarray of shape (T, Y, X), bool, or None
         Unannotated pixels within labelled frames.
     name : str
+    holdout : ndarray of shape (T, Y, X), bool, or None
+        Annotated pixels kept out of the foreground loss only (the embedding loss still
+        learns them): the band the foreground threshold is calibrated on (:mod:`.holdout`).
     """
 
     image: np.ndarray
@@ -81,6 +87,7 @@ class LabelledSequence:
     labelled: np.ndarray
     ignore: np.ndarray | None = None
     name: str = ""
+    holdout: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.image.ndim != 3 or self.labels.shape != self.image.shape:
@@ -90,6 +97,8 @@ class LabelledSequence:
             )
         if self.ignore is not None and self.ignore.shape != self.image.shape:
             raise InputError(f"{self.name or 'sequence'}: ignore mask does not match the image")
+        if self.holdout is not None and self.holdout.shape != self.image.shape:
+            raise InputError(f"{self.name or 'sequence'}: hold-out mask does not match the image")
 
 
 @dataclass
@@ -210,20 +219,27 @@ class TrainingData:
             around = None
             if foreground_crops > 0 and rng.random() < foreground_crops:
                 around = _nucleus_pixel(seq.labels[frames], ignore, rng)
+            # one mask through the crops and flips: 1 = every loss skips the pixel (padding
+            # included), 2 = only the foreground loss does
+            skip = ignore.astype(np.uint8)
+            if seq.holdout is not None:
+                skip[seq.holdout[frames] & ~ignore] = 2
             window = zoom_window(crop, augment, rng)
             clip = crop_clip(
-                seq.image[frames], seq.labels[frames], ignore, window, rng, around=around
+                seq.image[frames], seq.labels[frames], skip, window, rng, around=around
             )
             clip = zoomed(*clip, crop)
             if augment is not None:
                 clip = augment_clip(*clip, augment, rng)
             clips.append(clip)
-        images, labels, ignore = (np.stack(parts) for parts in zip(*clips, strict=True))
+        images, labels, skip = (np.stack(parts) for parts in zip(*clips, strict=True))
+        held = any(pool.sequences[i].holdout is not None for i, _ in picks)
         return Batch(
             torch.from_numpy(images.astype(np.float32))[:, :, None],
             torch.from_numpy(labels.astype(np.int64)),
-            torch.from_numpy(ignore),
+            torch.from_numpy(skip == 1),
             torch.tensor(fresh, dtype=torch.int64),
+            torch.from_numpy(skip > 0) if held else None,
         )
 
 

@@ -97,8 +97,9 @@ class TrainConfig:
         the last one's loss alone, and a step with every layer learning costs some 15 % less.
     calibration_holdout : float
         A fine-tune without validation frames keeps a band of this share of every curated
-        frame (with the objects it touches) out of the losses and calibrates the foreground
-        threshold on it (:mod:`.holdout`); 0 calibrates on the training frames themselves.
+        frame (with the objects it touches) out of the foreground loss and calibrates the
+        foreground threshold on it (:mod:`.holdout`); 0 calibrates on the training frames
+        themselves.
     """
 
     steps: int = 2500
@@ -222,14 +223,20 @@ class TrainingLoss:
         self.stack_loss = config.stack_loss
 
     def __call__(
-        self, output: ModelOutput, labels: torch.Tensor, ignore: torch.Tensor
+        self,
+        output: ModelOutput,
+        labels: torch.Tensor,
+        ignore: torch.Tensor,
+        foreground_ignore: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss of a (segment of a) clip.
 
-        ``output`` comes from ``forward_sequence`` (embeddings (B, T, D, Y, X)); ``labels``
-        and ``ignore`` have shape (B, T, Y, X). Returns the scalar loss and its parts.
+        ``output`` comes from ``forward_sequence`` (embeddings (B, T, D, Y, X)); ``labels``,
+        ``ignore`` and ``foreground_ignore`` (pixels the foreground loss skips, None:
+        ``ignore``) have shape (B, T, Y, X). Returns the scalar loss and its parts.
         """
         labels, ignore = labels.flatten(0, 1), ignore.flatten(0, 1)
+        skip = ignore if foreground_ignore is None else foreground_ignore.flatten(0, 1)
         # the outputs of frozen stacks teach nothing (when some stack learns, only those)
         stacks = [e for e in output.embeddings if e.requires_grad] or output.embeddings
         if self.stack_loss == "last":
@@ -240,7 +247,7 @@ class TrainingLoss:
         if output.foreground is not None and self.foreground_weight:
             logits = output.foreground.flatten(0, 2).float()
             bce = F.binary_cross_entropy_with_logits(logits, (labels > 0).float(), reduction="none")
-            valid = (~ignore).float()
+            valid = (~skip).float()
             foreground = (bce * valid).sum() / valid.sum().clamp_min(1)
             total = total + self.foreground_weight * foreground
             parts["foreground_loss"] = float(foreground.detach())
@@ -294,11 +301,14 @@ def train_step(
     device = next(network.parameters()).device
     images, labels, ignore = (t.to(device) for t in batch[:3])
     fresh = batch.fresh.to(device) if isinstance(batch, Batch) and batch.fresh is not None else None
+    skip = getattr(batch, "foreground_ignore", None)
+    skip = None if skip is None else skip.to(device)
     # Trailing frames that no loss looks at (in any clip of the batch) change nothing: drop them.
     n_frames = images.shape[1]
     while n_frames > 1 and bool(ignore[:, n_frames - 1].all()):
         n_frames -= 1
     images, labels, ignore = images[:, :n_frames], labels[:, :n_frames], ignore[:, :n_frames]
+    skip = None if skip is None else skip[:, :n_frames]
     segment = bptt if 0 < bptt < n_frames else n_frames
     optimiser.zero_grad(set_to_none=True)
     state, totals, first = None, {"loss": 0.0}, 0
@@ -327,7 +337,9 @@ def train_step(
             output = network.forward_sequence(
                 images[:, part], state, fresh=None if fresh is None else fresh - start
             )
-        loss, parts = loss_fn(output, labels[:, part], ignore[:, part])
+        loss, parts = loss_fn(
+            output, labels[:, part], ignore[:, part], None if skip is None else skip[:, part]
+        )
         (scaler.scale(loss * share) if scaler is not None else loss * share).backward()
         state = detach_state(output.state)
         totals["loss"] += float(loss.detach()) * share

@@ -1,17 +1,19 @@
-"""A band of each curated frame kept out of fine-tuning, to calibrate the tuned model on.
+"""A band of each curated frame kept out of the foreground loss, to calibrate the tuned model on.
 
 A model fine-tuned on a few frames is surer of itself on those frames than anywhere else: on
 whole cells (Fluo-C2DL-MSC 02) the foreground threshold that fitted its own training frames
 best (0.6) was four times the one that fitted the rest of the movie (0.15; docs/benchmarks.md).
-Calibrating on frames it trained on therefore sets the threshold too high. When no curated
-frame can be spared for validation, we keep a band of every curated frame out of the losses
-instead and calibrate on that band alone.
+Calibrating on the pixels the foreground loss learned therefore sets the threshold too high.
+So a band of every curated frame is kept out of the foreground loss, and the threshold is
+calibrated on that band alone. The embedding loss still learns the band's objects (how its
+pixels group says nothing about where the foreground ends), so the curated objects all teach
+the model to tell neighbours apart.
 
 The band runs across the frame (along its longer side), and every object it touches is held
-out whole: the model never learns part of an object whose foreground it is then scored on.
-Of a few candidate bands we take the one whose labelled foreground is closest to the frame's
-share (a fair sample of the frame), among those that hold some foreground and do not take
-much more than their share of the frame with them.
+out whole: the foreground loss never learns part of an object it is then scored on. Of a few
+candidate bands we take the one whose labelled foreground is closest to the frame's share (a
+fair sample of the frame), among those that hold some foreground and do not take much more
+than their share of the frame with them.
 """
 
 from __future__ import annotations
@@ -40,9 +42,9 @@ def hold_out_bands(data: TrainingData, fraction: float) -> tuple[TrainingData, T
     Returns
     -------
     (train, held) : tuple of TrainingData, or None
-        ``train`` ignores the held-out pixels; ``held`` scores nothing else (its ``ignore``
-        covers the rest). Both share ``data``'s frames and labels (no copies of them). None
-        when no labelled frame has a band worth holding out (e.g. frames too small, or no
+        ``train`` marks the held-out pixels as ``holdout`` (the foreground loss skips them);
+        ``held`` scores nothing else (its ``ignore`` covers the rest). Both share ``data``'s
+        frames and labels (no copies of them). None when no labelled frame has a band worth holding out (e.g. frames too small, or no
         labelled foreground).
     """
     if not 0 < fraction <= 0.5:
@@ -51,17 +53,18 @@ def hold_out_bands(data: TrainingData, fraction: float) -> tuple[TrainingData, T
     for pool in data.pools:
         train_seqs, held_seqs = [], []
         for seq in pool.sequences:
-            train_ignore = _ignore_of(seq)
-            held_ignore = np.ones_like(train_ignore)
+            ignore = _ignore_of(seq)
+            holdout = np.zeros_like(ignore)
+            held_ignore = np.ones_like(ignore)
             held_labelled = np.zeros_like(seq.labelled)
             for t in np.flatnonzero(seq.labelled):
-                region = _band(np.asarray(seq.labels[t]), train_ignore[t], fraction)
+                region = _band(np.asarray(seq.labels[t]), ignore[t], fraction)
                 if region is None:
                     continue
-                held_ignore[t] = ~region | train_ignore[t]
-                train_ignore[t] |= region
+                held_ignore[t] = ~region
+                holdout[t] = region
                 held_labelled[t] = True
-            train_seqs.append(replace(seq, ignore=train_ignore))
+            train_seqs.append(replace(seq, holdout=holdout if held_labelled.any() else None))
             if held_labelled.any():
                 any_held = True
                 held_seqs.append(replace(seq, ignore=held_ignore, labelled=held_labelled))

@@ -137,8 +137,9 @@ class Trainer:
                 f"{resume_from}: was trained on {state['data'].get('summary')!r}, not on "
                 f"{data.describe()['summary']!r}; give the same data to resume"
             )
-        # Without validation frames, a band of each curated frame is kept out of the losses
-        # to calibrate on (a tuned model is too sure of the pixels it learned; .holdout).
+        # Without validation frames, a band of each curated frame is kept out of the
+        # foreground loss to calibrate on (a tuned model is too sure of the pixels it
+        # learned; .holdout).
         self._raw_calib: TrainingData | None = None
         if val_data is None and config.calibration_holdout > 0:
             split = hold_out_bands(data, config.calibration_holdout)
@@ -231,7 +232,7 @@ class Trainer:
 
     @property
     def calibration_data(self) -> TrainingData | None:
-        """The bands of the curated frames kept out of the losses to calibrate on, or None."""
+        """The bands of the curated frames the foreground loss skips, to calibrate on, or None."""
         return self._raw_calib
 
     @property
@@ -270,8 +271,8 @@ class Trainer:
         """Calibrate the foreground threshold of ``model`` (e.g. :attr:`best_model`).
 
         Scored on the validation frames when there are any, else on the bands of the
-        training frames kept out of the losses (``config.calibration_holdout``), else on the
-        training frames (see :mod:`.calibrate`); yields ``(done, total)`` per frame and returns ``model`` with
+        training frames kept out of the foreground loss (``config.calibration_holdout``), else
+        on the training frames (see :mod:`.calibrate`); yields ``(done, total)`` per frame and returns ``model`` with
         the result in ``model.record["foreground_calibration"]`` (unchanged when there is
         nothing to calibrate).
         """
