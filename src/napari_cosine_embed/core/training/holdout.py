@@ -44,8 +44,8 @@ def hold_out_bands(data: TrainingData, fraction: float) -> tuple[TrainingData, T
     (train, held) : tuple of TrainingData, or None
         ``train`` marks the held-out pixels as ``holdout`` (the foreground loss skips them);
         ``held`` scores nothing else (its ``ignore`` covers the rest). Both share ``data``'s
-        frames and labels (no copies of them). None when no labelled frame has a band worth holding out (e.g. frames too small, or no
-        labelled foreground).
+        frames and labels (no copies of them). None when no labelled frame has a band worth
+        holding out (e.g. frames too small, or no labelled foreground).
     """
     if not 0 < fraction <= 0.5:
         raise ValueError(f"the held-out band's share must be in (0, 0.5], got {fraction}")

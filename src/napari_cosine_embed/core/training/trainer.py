@@ -272,9 +272,9 @@ class Trainer:
 
         Scored on the validation frames when there are any, else on the bands of the
         training frames kept out of the foreground loss (``config.calibration_holdout``), else
-        on the training frames (see :mod:`.calibrate`); yields ``(done, total)`` per frame and returns ``model`` with
-        the result in ``model.record["foreground_calibration"]`` (unchanged when there is
-        nothing to calibrate).
+        on the training frames (see :mod:`.calibrate`); yields ``(done, total)`` per frame and
+        returns ``model`` with the result in ``model.record["foreground_calibration"]``
+        (unchanged when there is nothing to calibrate).
         """
         if self._raw_val is not None and self._raw_val.normalisation is None:
             data, where = self._raw_val, "validation frames"
