@@ -209,6 +209,25 @@ def test_slider_moves_keep_napari_responsive_on_a_large_frame(
 #: inserting a new layer (0.1-0.2 s, docs/benchmarks.md "Main-thread stalls ... phase by
 #: phase"); twice that leaves room for a loaded CI machine.
 MAX_STALL_1024 = 0.4
+#: ...on a machine where napari itself is slower, each phase may take this many times what
+#: napari takes to insert and draw one labels layer of the movie's size (measured in the test):
+#: on a slower VM (2026-12-07, seventh session) that was 0.29-0.31 s, and the phases 0.25-0.66 s
+#: (up to 1.9 insertions). A job run on the main thread would stall for seconds.
+STALLS_PER_INSERTION = 2.5
+
+
+def _napari_insertion_seconds(viewer, shape: tuple[int, ...], repeats: int = 2) -> float:
+    """How long this machine's napari takes to insert and first draw a labels layer (s)."""
+    from qtpy.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    best = np.inf
+    for i in range(repeats):
+        tic = time.perf_counter()
+        viewer.add_labels(np.zeros(shape, np.int32), name=f"reference {i}")
+        app.processEvents()
+        best = min(best, time.perf_counter() - tic)
+    return float(best)
 
 
 def test_embed_apply_and_track_keep_napari_responsive_on_1024x1024(make_napari_viewer, qtbot):
@@ -238,6 +257,12 @@ def test_embed_apply_and_track_keep_napari_responsive_on_1024x1024(make_napari_v
     )
     longest["track"] = max(click, meter.longest)
     assert viewer.layers["tracked"].data.max() > 50
-    print("\n1024x1024, longest main-thread stalls (s):", longest)
+    # the machine's own napari, as a yardstick: the same insertion the phases cannot avoid
+    insertion = _napari_insertion_seconds(viewer, big.shape)
+    bound = max(MAX_STALL_1024, STALLS_PER_INSERTION * insertion)
+    print(
+        f"\n1024x1024, longest main-thread stalls (s): {longest}; napari inserts a labels layer "
+        f"in {insertion:.3f} s here, so the bound is {bound:.2f} s"
+    )
     for phase, seconds in longest.items():
-        assert seconds < MAX_STALL_1024, (phase, seconds)
+        assert seconds < bound, (phase, seconds, f"napari's own insertion: {insertion:.3f} s")
