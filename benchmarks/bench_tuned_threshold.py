@@ -29,21 +29,15 @@ from bench_ctc import MEASURES, _gt_subset, run_ours
 from napari_cosine_embed.core.checkpoint import load_model
 from napari_cosine_embed.core.io.ctc import read_ctc_gt, read_ctc_result, read_ctc_sequence
 from napari_cosine_embed.core.metrics import ctc_scores
+from napari_cosine_embed.core.metrics._overlap import overlap
 from napari_cosine_embed.core.pipeline import PipelineConfig
 
 
-def cell_matches(truth: np.ndarray, result: np.ndarray) -> list[float]:
+def cell_matches(truth: np.ndarray, result: np.ndarray) -> np.ndarray:
     """For each annotated cell of ``truth``, its best IoU with an object of ``result``."""
-    best = []
-    for cell in np.unique(truth)[1:]:
-        mask = truth == cell
-        ids, overlap = np.unique(result[mask], return_counts=True)
-        ious = [
-            n / (mask.sum() + (result == i).sum() - n)
-            for i, n in zip(ids, overlap, strict=True)
-            if i
-        ]
-        best.append(max(ious, default=0.0))
+    pairs = overlap(truth, result)
+    best = np.zeros(len(pairs.ref_labels))
+    np.maximum.at(best, pairs.ref_index, pairs.iou())
     return best
 
 
@@ -82,7 +76,7 @@ def main() -> None:
             labels, _ = read_ctc_result(res)
             best, objects = [], 0
             for t in sorted(set(gt.seg) - trained):
-                best += cell_matches(np.asarray(gt.seg[t]), np.asarray(labels[t]))
+                best += list(cell_matches(np.asarray(gt.seg[t]), np.asarray(labels[t])))
                 objects += len(np.unique(labels[t])) - 1
             matched = [b for b in best if b > 0.5]
             row = " | ".join(f"{scores[k]:.3f}" for k in ("SEG", "DET", "TRA"))

@@ -300,9 +300,11 @@ def train_step(
     network.train()
     device = next(network.parameters()).device
     images, labels, ignore = (t.to(device) for t in batch[:3])
-    fresh = batch.fresh.to(device) if isinstance(batch, Batch) and batch.fresh is not None else None
-    skip = getattr(batch, "foreground_ignore", None)
-    skip = None if skip is None else skip.to(device)
+    # a Batch's optional parts (a plain (images, labels, ignore) tuple has none)
+    fresh, skip = (
+        None if part is None else part.to(device)
+        for part in (getattr(batch, "fresh", None), getattr(batch, "foreground_ignore", None))
+    )
     # Trailing frames that no loss looks at (in any clip of the batch) change nothing: drop them.
     n_frames = images.shape[1]
     while n_frames > 1 and bool(ignore[:, n_frames - 1].all()):
