@@ -28,8 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_ctc import MEASURES, _gt_subset, run_ours
 from napari_cosine_embed.core.checkpoint import load_model
 from napari_cosine_embed.core.io.ctc import read_ctc_gt, read_ctc_result, read_ctc_sequence
-from napari_cosine_embed.core.metrics import ctc_scores
-from napari_cosine_embed.core.metrics._overlap import overlap
+from napari_cosine_embed.core.metrics import ctc_scores, overlap
 from napari_cosine_embed.core.pipeline import PipelineConfig
 
 

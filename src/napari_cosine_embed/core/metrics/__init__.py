@@ -2,6 +2,7 @@
 detection scores (AP, F1 at IoU thresholds) for sets of 2D label images, and division
 detection (BC(i))."""
 
+from ._overlap import Overlap, overlap
 from .ctc import (
     AOGM_WEIGHTS,
     aogm_counts,
@@ -18,12 +19,14 @@ __all__ = [
     "IOU_THRESHOLDS",
     "DivisionScores",
     "InstanceMatch",
+    "Overlap",
     "aogm_counts",
     "ctc_scores",
     "det_score",
     "division_scores",
     "instance_scores",
     "match_instances",
+    "overlap",
     "seg_score",
     "tra_score",
 ]
