@@ -20,6 +20,7 @@ from napari_cosine_embed.core.diameter import (
     rescale_labels,
     resolve_size,
     size_parameters,
+    tuned_diameter,
 )
 from napari_cosine_embed.core.errors import InputError
 from napari_cosine_embed.core.pipeline import PipelineConfig, run_pipeline
@@ -116,6 +117,54 @@ def test_objects_beyond_the_models_range_are_rescaled(model):
     assert plan_size(model, np.zeros((1, 16, 16)), 2000).scale == pytest.approx(8 / 16)
 
 
+def _tuned_copy(model, scale=0.62, curated=124.0):
+    """``model`` as fine-tuning on cells ``curated`` px across, shrunk by ``scale``, records it."""
+    tuned = model.copy()
+    size = curated * scale
+    tuned.record = {
+        **tuned.record,
+        "object_size": {"curated_diameter": curated, "scale": scale},
+        "diameter_range": [size / 1.15, size * 1.15],
+    }
+    return tuned
+
+
+def test_a_tuned_model_sees_objects_at_the_size_it_learned_not_at_its_ranges_edge(model):
+    tuned = _tuned_copy(model)  # learned cells of 76.9 px; its range reaches 88.4 px
+    image = np.zeros((1, 1024, 1024), np.float32)
+    assert tuned_diameter(tuned) == pytest.approx(124 * 0.62)
+    assert plan_size(tuned, image, 124).scale == pytest.approx(0.62, abs=1e-3)
+    # objects inside the range are still brought to the learned size, from either side
+    assert plan_size(tuned, image, 80).scale == pytest.approx(124 * 0.62 / 80, abs=1e-3)
+    assert plan_size(tuned, image, 70).scale == pytest.approx(124 * 0.62 / 70, abs=1e-3)
+    # a model that was not tuned on shrunk objects keeps its wide range
+    assert tuned_diameter(model) is None
+    assert plan_size(model, image, 80).scale == 1
+
+
+def test_a_tuned_model_first_measures_the_movie_shrunk_as_it_was_tuned(model, monkeypatch):
+    from napari_cosine_embed.core import diameter as size
+
+    tuned = _tuned_copy(model)
+    seen = []
+
+    def exact(_model, movie, *, frames=None):
+        # a perfect estimator: the movie's cells are 124 px across at its own size
+        scale = getattr(movie, "scale", 1.0)
+        seen.append(scale)
+        return size.DiameterEstimate(124.0 * scale, 12, (0,))
+
+    monkeypatch.setattr(size, "estimate_diameter", exact)
+    plan = plan_size(tuned, np.zeros((3, 512, 512), np.float32), "auto")
+    assert seen[0] == pytest.approx(0.62)
+    assert plan.diameter == pytest.approx(124.0)
+    assert plan.scale == pytest.approx(0.62, abs=1e-3)
+    # a model without a tuned size first looks at the movie as it is
+    seen.clear()
+    assert plan_size(model, np.zeros((3, 512, 512), np.float32), "auto").scale == 1
+    assert seen == [1.0]
+
+
 def test_a_model_record_sets_its_range_and_a_broken_one_falls_back(model):
     tuned = model.copy()
     tuned.record = {**tuned.record, "diameter_range": [60, 80]}
@@ -128,12 +177,13 @@ def test_a_model_record_sets_its_range_and_a_broken_one_falls_back(model):
 def test_rescaled_inference_returns_labels_of_the_input_shape(model):
     movie = _movie(2.0, frames=4)  # objects ~47 px across
     image = np.asarray(movie.image)[:, :500, :470]  # odd sizes: rounding must not leak
-    # a model that knows objects of 18-26 px: frames are embedded at half size
+    # a model tuned on objects of 18-26 px: frames are embedded at under half size, where
+    # the objects are as large as those it learned (the centre of that range)
     small = model.copy()
     small.record = {**small.record, "diameter_range": [18, 26]}
     config = PipelineConfig(device="cpu", diameter=47)
     result = result_of(run_pipeline(image, config, model=small))
-    assert result.size.scale == pytest.approx(26 / 47, rel=1e-3)
+    assert result.size.scale == pytest.approx((18 * 26) ** 0.5 / 47, rel=1e-3)
     assert result.labels.shape == image.shape
     assert len(np.unique(result.labels[0])) > 10
     # tracks are in the input's pixels
