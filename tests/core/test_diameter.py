@@ -165,6 +165,41 @@ def test_a_tuned_model_first_measures_the_movie_shrunk_as_it_was_tuned(model, mo
     assert seen == [1.0]
 
 
+@pytest.mark.parametrize(
+    ("cells", "taken"),
+    [(105.0, 124.0), (150.0, 124.0), (124.0, 124.0), (260.0, 260.0), (60.0, 60.0)],
+)
+def test_a_tuned_model_takes_its_curated_diameter_where_the_estimate_agrees(
+    model, monkeypatch, cells, taken
+):
+    """The estimate from a few large cells is noisy (0.8-1.3 x on MSC): where it agrees with
+    the annotated size the model was tuned on (within 1.5 x), the annotated size is used;
+    a movie at another magnification keeps its estimate."""
+    from napari_cosine_embed.core import diameter as size
+
+    tuned = _tuned_copy(model)  # tuned on cells of 124 px
+
+    def estimator(_model, movie, *, frames=None):
+        return size.DiameterEstimate(cells * getattr(movie, "scale", 1.0), 12, (0,))
+
+    monkeypatch.setattr(size, "estimate_diameter", estimator)
+    plan = plan_size(tuned, np.zeros((3, 1024, 1024), np.float32), "auto")
+    assert plan.diameter == pytest.approx(taken)
+    assert plan.scale == pytest.approx(124 * 0.62 / taken, abs=1e-3)
+    assert plan.curated == (taken != cells or cells == 124.0)
+    if plan.curated:
+        assert "as curated" in plan.describe()
+        assert f"estimated {cells:.1f} px" in plan.describe()
+    # the bundled model has no curated size: always its estimate
+    assert plan_size(model, np.zeros((3, 1024, 1024), np.float32), "auto").diameter == cells
+    # a broken record falls back to the estimate, not an error
+    broken = _tuned_copy(model)
+    broken.record["object_size"] = {"curated_diameter": "big", "scale": "x"}
+    assert plan_size(broken, np.zeros((3, 1024, 1024), np.float32), "auto").diameter == (
+        pytest.approx(cells)
+    )
+
+
 def test_a_model_record_sets_its_range_and_a_broken_one_falls_back(model):
     tuned = model.copy()
     tuned.record = {**tuned.record, "diameter_range": [60, 80]}
