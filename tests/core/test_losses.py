@@ -453,3 +453,51 @@ def test_several_embeddings_of_one_batch_score_the_mean_of_their_losses(name):
     torch.testing.assert_close(together, torch.stack(each).mean())
     together.backward()
     assert all(e.grad is not None and e.grad.abs().sum() > 0 for e in embs)
+
+
+# --- which instances are neighbours -----------------------------------------------------
+
+
+def _brute_force_neighbours(index: np.ndarray, k: int, radius: float) -> np.ndarray:
+    """(B, K, K): slots with some pair of pixels at most ``radius`` apart, from every pair."""
+    batch = index.shape[0]
+    coords = np.argwhere(np.ones(index.shape[1:], bool)).astype(float)
+    dist = np.sqrt(((coords[:, None] - coords[None]) ** 2).sum(-1))
+    close = (dist <= radius) & (dist > 0)
+    out = np.zeros((batch, k, k), bool)
+    for b in range(batch):
+        flat = index[b].reshape(-1)
+        i, j = np.nonzero(close)
+        a, c = flat[i], flat[j]
+        keep = (a < k) & (c < k) & (a != c)
+        out[b, a[keep], c[keep]] = True
+    return out
+
+
+@pytest.mark.parametrize("radius", [1.0, 1.5, 2.5, 5.0, 10.0])
+@pytest.mark.parametrize("shape", [(2, 23, 29), (1, 3, 9, 11)])
+def test_neighbour_slots_match_every_pixel_pair(radius, shape):
+    """Looking only at the pixels on an instance's edge finds exactly the pairs that a
+    comparison of every pair of pixels finds: blobs, thin and diagonal ones, ignored pixels
+    (no slot) between them, instances touching the image's border."""
+    from napari_cosine_embed.core._slots import neighbour_slots, prepare
+
+    rng = np.random.default_rng(int(radius * 10) + len(shape))
+    labels = np.zeros(shape, np.int64)
+    grids = np.indices(shape[1:])
+    for b in range(shape[0]):
+        for i in range(1, 9):
+            centre = [rng.uniform(0, s) for s in shape[1:]]
+            r = rng.uniform(1, 5)
+            blob = sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True)) <= r * r
+            labels[b][blob] = i
+        labels[b][(grids[-1] == 5 + b)] = 11  # a 1 px wide line across
+    ignore = rng.random(shape) < 0.1
+    emb = torch.randn(shape[0], 2, *shape[1:], dtype=torch.float64)
+    _, slots = prepare(
+        emb, torch.as_tensor(labels), torch.as_tensor(ignore), background_is_instance=True
+    )
+    got = neighbour_slots(slots, shape[1:], radius).numpy()
+    want = _brute_force_neighbours(slots.index.reshape(shape).numpy(), slots.n_slots, radius)
+    assert want.any()
+    np.testing.assert_array_equal(got, want)

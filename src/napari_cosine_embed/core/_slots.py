@@ -177,33 +177,60 @@ def _ball_offsets(radius: float, ndim: int) -> list[tuple[int, ...]]:
     ]
 
 
-def _shifted_pair(offset: tuple[int, ...], shape: tuple[int, ...]) -> tuple[tuple, tuple] | None:
-    """Slices selecting every pixel p and its partner p + offset inside a grid of ``shape``."""
-    here, there = [slice(None)], [slice(None)]
-    for step, length in zip(offset, shape, strict=True):
-        if abs(step) >= length:
-            return None
-        here.append(slice(max(0, -step), length - max(0, step)))
-        there.append(slice(max(0, step), length - max(0, -step)))
-    return tuple(here), tuple(there)
+#: At most this many (pixel, offset) pairs are looked up at once by :func:`neighbour_slots`.
+_PAIRS_PER_CHUNK = 1 << 22
+
+
+def _edge_pixels(grid: Tensor) -> Tensor:
+    """Pixels of ``grid`` (B, *S) with an axis neighbour of another value: (B, *S) bool."""
+    edge = torch.zeros_like(grid, dtype=torch.bool)
+    for axis in range(1, grid.ndim):
+        n = grid.shape[axis]
+        if n < 2:
+            continue
+        differs = grid.narrow(axis, 0, n - 1) != grid.narrow(axis, 1, n - 1)
+        edge.narrow(axis, 0, n - 1).logical_or_(differs)
+        edge.narrow(axis, 1, n - 1).logical_or_(differs)
+    return edge
 
 
 @torch.no_grad()
 def neighbour_slots(slots: Slots, spatial: tuple[int, ...], radius: float) -> Tensor:
     """Which slots of an image come within ``radius`` pixels (Euclidean): (B, K, K) bool.
 
-    Each pixel is paired with its partner at each offset of the ball: one pass over the image
-    per offset whatever the number of instances, and O(B * N) memory. Symmetric, diagonal false.
+    Only pixels on the edge of their slot (an axis neighbour in another slot) are looked at:
+    of the closest pair of pixels of two slots, each is on its slot's edge (a step from it
+    towards the other would be closer still, so that step leaves its slot). Each edge pixel
+    is paired with the pixel at every offset of a half ball (the other half is the same pairs
+    seen from the other slot's edge) in one gather over a padded copy of the grid, so the
+    work grows with the edge pixels times the ball, not with the image. Symmetric, diagonal
+    false.
     """
     batch, k = slots.index.shape[0], slots.n_slots
     grid = slots.index.reshape(batch, *spatial)
-    image = torch.arange(batch, device=grid.device).reshape(batch, *([1] * len(spatial)))
-    row = (image * (k + 1) + grid) * (k + 1)
     hit = torch.zeros(batch * (k + 1) ** 2, dtype=torch.bool, device=grid.device)
-    for offset in _ball_offsets(radius, len(spatial)):
-        pair = _shifted_pair(offset, spatial)
-        if pair is not None:
-            hit[(row[pair[0]] + grid[pair[1]]).reshape(-1)] = True
+    offsets = _ball_offsets(radius, len(spatial))
+    if offsets and grid.numel():
+        reach = math.floor(radius)
+        # slot k (taking no part) around the grid: an offset never leaves the padded copy
+        padded = torch.nn.functional.pad(grid, [reach, reach] * len(spatial), value=k)
+        strides = padded.stride()
+        edge = _edge_pixels(grid) & (grid < k)
+        where = edge.nonzero()  # (M, 1 + len(spatial)), row-major like grid[edge]
+        flat = where[:, 0] * strides[0]
+        for axis in range(1, where.shape[1]):
+            flat = flat + (where[:, axis] + reach) * strides[axis]
+        row = (where[:, 0] * (k + 1) + grid[edge]) * (k + 1)
+        shifts = torch.tensor(
+            [sum(o * s for o, s in zip(offset, strides[1:], strict=True)) for offset in offsets],
+            dtype=torch.int64,
+            device=grid.device,
+        )
+        cells = padded.reshape(-1)
+        chunk = max(1, _PAIRS_PER_CHUNK // max(1, shifts.numel()))
+        for lo in range(0, flat.numel(), chunk):
+            partner = cells[flat[lo : lo + chunk, None] + shifts[None, :]]
+            hit[(row[lo : lo + chunk, None] + partner).reshape(-1)] = True
     near = hit.reshape(batch, k + 1, k + 1)[:, :k, :k]
     near = near | near.transpose(1, 2)
     return near & ~torch.eye(k, dtype=torch.bool, device=grid.device)
