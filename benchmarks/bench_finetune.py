@@ -45,6 +45,10 @@ def main() -> None:
         "--frozen-stacks", type=int, default=FINETUNE_DEFAULTS.frozen_stacks, help="stacks frozen"
     )
     parser.add_argument("--busy", type=int, default=0, help="competing CPU-bound processes")
+    parser.add_argument(
+        "--neighbour-radius", type=float, default=FINETUNE_DEFAULTS.neighbour_radius,
+        help="r_N of the cosine loss",
+    )  # fmt: skip
     args = parser.parse_args()
     governor = ThreadGovernor(max_threads=args.threads or None, adaptive=not args.threads)
 
@@ -70,6 +74,7 @@ def main() -> None:
         crop=args.crop,
         batch_size=args.batch_size,
         frozen_stacks=args.frozen_stacks,
+        neighbour_radius=args.neighbour_radius,
         device="cpu",
     )
 

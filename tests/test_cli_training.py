@@ -249,3 +249,4 @@ def test_finetune_command_defaults_match_the_core():
     assert args.foreground_weight == FINETUNE_DEFAULTS.foreground_weight
     assert args.stack_loss == FINETUNE_DEFAULTS.stack_loss
     assert args.calibration_holdout == FINETUNE_DEFAULTS.calibration_holdout
+    assert args.neighbour_radius == FINETUNE_DEFAULTS.neighbour_radius

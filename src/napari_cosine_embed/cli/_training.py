@@ -260,6 +260,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         frozen_stacks=args.frozen_stacks,
         foreground_weight=args.foreground_weight,
         stack_loss=args.stack_loss,
+        neighbour_radius=args.neighbour_radius,
         calibration_holdout=args.calibration_holdout,
     )
     trainer = Trainer(
@@ -583,6 +584,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="weight of the foreground loss against the embedding loss (default 25: where "
         "the curated objects end is learned first; 1 only nudges a model that already "
         "knows the cells, docs/models.md)",
+    )
+    p.add_argument(
+        "--neighbour-radius",
+        type=_train_field("neighbour_radius"),
+        default=10.0,
+        help="pixels (at the size the model learns the objects) within which two curated "
+        "objects are pushed apart by the cosine loss (default 10: cells whose outlines "
+        "come near but do not touch are kept apart too)",
     )
     p.add_argument(
         "--stack-loss",

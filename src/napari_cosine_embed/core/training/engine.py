@@ -192,6 +192,7 @@ FINETUNE_DEFAULTS = TrainConfig(
     checkpoint_every=0,
     foreground_crops=0.5,
     foreground_weight=25.0,
+    neighbour_radius=10.0,
     frozen_stacks=0,
     calibration_holdout=0.2,
 )
