@@ -40,6 +40,33 @@ def cell_matches(truth: np.ndarray, result: np.ndarray) -> np.ndarray:
     return best
 
 
+def cell_fates(truth: np.ndarray, result: np.ndarray) -> dict[str, int]:
+    """What became of each annotated cell: the object covering most of it decides.
+
+    ``not found``: objects cover under half of the cell; ``in pieces``: none covers half of
+    it; ``merged``: one does, but the cell is under half of that object; else ``whole``.
+    """
+    fates = {"whole": 0, "merged": 0, "in pieces": 0, "not found": 0}
+    pairs = overlap(truth, result)
+    covered = np.zeros(len(pairs.ref_labels))
+    np.add.at(covered, pairs.ref_index, pairs.intersection)
+    best = np.zeros(len(pairs.ref_labels))
+    purity = np.zeros(len(pairs.ref_labels))
+    for r, c, n in zip(pairs.ref_index, pairs.comp_index, pairs.intersection, strict=True):
+        if n > best[r]:
+            best[r], purity[r] = n, n / pairs.comp_area[c]
+    for i, area in enumerate(pairs.ref_area):
+        if covered[i] < 0.5 * area:
+            fates["not found"] += 1
+        elif best[i] < 0.5 * area:
+            fates["in pieces"] += 1
+        elif purity[i] < 0.5:
+            fates["merged"] += 1
+        else:
+            fates["whole"] += 1
+    return fates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("model", type=Path)
@@ -62,9 +89,10 @@ def main() -> None:
     calibration = model.record.get("foreground_calibration") or {}
     print(f"model {args.model.name}: calibrated threshold {calibration.get('threshold')}")
     print(
-        "| threshold | SEG | DET | TRA | cells matched | missed | mean IoU of matched | objects |"
+        "| threshold | SEG | DET | TRA | cells matched | missed | mean IoU of matched | objects "
+        "| whole / merged / in pieces / not found |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         held = _gt_subset(root / "02_GT", tmp / "held", exclude_seg=trained)
@@ -74,14 +102,18 @@ def main() -> None:
             scores = ctc_scores(held, res, measures=MEASURES)
             labels, _ = read_ctc_result(res)
             best, objects = [], 0
+            fates = dict.fromkeys(("whole", "merged", "in pieces", "not found"), 0)
             for t in sorted(set(gt.seg) - trained):
-                best += list(cell_matches(np.asarray(gt.seg[t]), np.asarray(labels[t])))
-                objects += len(np.unique(labels[t])) - 1
+                truth, ours = np.asarray(gt.seg[t]), np.asarray(labels[t])
+                best += list(cell_matches(truth, ours))
+                objects += len(np.unique(ours)) - 1
+                for k, v in cell_fates(truth, ours).items():
+                    fates[k] += v
             matched = [b for b in best if b > 0.5]
             row = " | ".join(f"{scores[k]:.3f}" for k in ("SEG", "DET", "TRA"))
             print(
                 f"| {threshold} | {row} | {len(matched)} | {len(best) - len(matched)} | "
-                f"{np.mean(matched):.3f} | {objects} |",
+                f"{np.mean(matched):.3f} | {objects} | {' / '.join(map(str, fates.values()))} |",
                 flush=True,
             )
 
