@@ -292,14 +292,8 @@ def _curated_diameter(model: Any) -> float | None:
 
 def _tuned_scale(model: Any) -> float:
     """The scale a fine-tuned model's curated frames were shrunk by (1 when none was)."""
-    sizing = (getattr(model, "record", None) or {}).get("object_size")
-    if not knows_sizes(model) or not isinstance(sizing, dict):
-        return 1.0
-    try:
-        scale = float(sizing.get("scale", 1.0))
-    except (TypeError, ValueError):
-        return 1.0
-    return scale if math.isfinite(scale) and 0 < scale <= 8 else 1.0
+    tuned, curated = tuned_diameter(model), _curated_diameter(model)
+    return 1.0 if tuned is None or curated is None else tuned / curated
 
 
 def size_parameters(diameter: float) -> dict[str, float | int]:
