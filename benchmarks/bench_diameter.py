@@ -6,7 +6,7 @@ Run::
         [--dsb 0] [--threshold 0.5]
 
 * Every dev CTC sequence (``ctc/*/02``): the estimate the pipeline makes
-  (:func:`~napari_cosine_embed.core.diameter.plan_size` with ``"auto"``: 3 evenly spaced
+  (:func:`~napari_cosine_embed.core.size_plan.plan_size` with ``"auto"``: 3 evenly spaced
   frames, refined at the rescaled size when it rescales) against the median equivalent
   diameter of every annotated object of the sequence's SEG frames; and, frame by frame, the
   estimate from one frame against that frame's annotated median (up to 10 SEG frames).
@@ -27,8 +27,9 @@ import numpy as np
 
 import napari_cosine_embed.core.diameter as diameter
 from napari_cosine_embed.core.checkpoint import load_model
-from napari_cosine_embed.core.diameter import equivalent_diameters, estimate_diameter, plan_size
+from napari_cosine_embed.core.diameter import equivalent_diameters, estimate_diameter
 from napari_cosine_embed.core.io.ctc import read_ctc_gt, read_ctc_sequence
+from napari_cosine_embed.core.size_plan import plan_size
 from napari_cosine_embed.core.training.dsb import dsb_held_out, dsb_kind
 
 

@@ -21,8 +21,8 @@ from scipy import ndimage
 
 from napari_cosine_embed._widgets._pca import PCAColours
 from napari_cosine_embed.core.checkpoint import load_model
-from napari_cosine_embed.core.diameter import iter_embed_at_size, plan_size
 from napari_cosine_embed.core.io.ctc import read_ctc_gt, read_ctc_sequence
+from napari_cosine_embed.core.size_plan import iter_embed_at_size, plan_size
 
 SEQUENCES = ("Fluo-N2DH-SIM+", "Fluo-C2DL-MSC")  # SEG masks complete (GOWT1's are partial)
 

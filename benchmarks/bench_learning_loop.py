@@ -79,10 +79,22 @@ def choose_frames(candidates: list[int], n: int) -> list[int]:
 
 
 def ft_overrides(items: list[str]) -> dict:
-    out = {}
+    """``key=value`` items as TrainConfig fields; ``augment.name=a,b`` sets an augmentation range."""
+    out: dict = {}
+    augment = {}
     for item in items:
         key, value = item.split("=", 1)
+        if key.startswith("augment."):
+            name = key.split(".", 1)[1]
+            kind = getattr(FINETUNE_DEFAULTS.augment, name)
+            if isinstance(kind, tuple):
+                augment[name] = tuple(float(v) for v in value.split(","))
+            else:
+                augment[name] = type(kind)(value)
+            continue
         out[key] = type(getattr(FINETUNE_DEFAULTS, key))(value)
+    if augment:
+        out["augment"] = replace(FINETUNE_DEFAULTS.augment, **augment)
     return out
 
 

@@ -37,12 +37,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_diameter import dsb_images
 from bench_learning_loop import complete_seg_frames
 from napari_cosine_embed.core.checkpoint import load_model
-from napari_cosine_embed.core.diameter import model_space, rescale_labels, upsample_outputs
 from napari_cosine_embed.core.embed import iter_embed
 from napari_cosine_embed.core.io.ctc import read_ctc_gt, read_ctc_sequence
 from napari_cosine_embed.core.metrics.ctc import seg_score
 from napari_cosine_embed.core.metrics.instances import instance_scores
 from napari_cosine_embed.core.pipeline import PipelineConfig, group_frame, model_input
+from napari_cosine_embed.core.resample import rescale_labels, upsample_outputs
+from napari_cosine_embed.core.size_plan import model_space
 from napari_cosine_embed.core.training.calibrate import THRESHOLDS, threshold_from_labels
 
 FIXED = (0.05, 0.5)

@@ -33,7 +33,6 @@ from scipy import ndimage as ndi
 
 from bench_ctc import config_overrides  # the script's own folder is on sys.path
 from napari_cosine_embed.core.checkpoint import load_model
-from napari_cosine_embed.core.diameter import model_space, rescale_labels, upsample_outputs
 from napari_cosine_embed.core.embed import iter_embed
 from napari_cosine_embed.core.io.ctc import read_ctc_sequence
 from napari_cosine_embed.core.metrics.ctc import seg_score
@@ -43,6 +42,8 @@ from napari_cosine_embed.core.pipeline import (
     group_frame,
     model_input,
 )
+from napari_cosine_embed.core.resample import rescale_labels, upsample_outputs
+from napari_cosine_embed.core.size_plan import model_space
 
 
 def classify(labels: np.ndarray, truth: np.ndarray, counts: dict) -> None:

@@ -10,20 +10,22 @@ import pytest
 from napari_cosine_embed.core._generators import result_of
 from napari_cosine_embed.core.checkpoint import load_model
 from napari_cosine_embed.core.diameter import (
-    DEFAULT_DIAMETER_RANGE,
     REFERENCE_DIAMETER,
     equivalent_diameters,
     estimate_diameter,
-    model_diameter_range,
     parse_diameter,
-    plan_size,
-    rescale_labels,
-    resolve_size,
     size_parameters,
-    tuned_diameter,
 )
 from napari_cosine_embed.core.errors import InputError
 from napari_cosine_embed.core.pipeline import PipelineConfig, run_pipeline
+from napari_cosine_embed.core.resample import rescale_labels
+from napari_cosine_embed.core.size_plan import (
+    DEFAULT_DIAMETER_RANGE,
+    model_diameter_range,
+    plan_size,
+    resolve_size,
+    tuned_diameter,
+)
 from napari_cosine_embed.core.synthetic import synthetic_timelapse
 from napari_cosine_embed.core.training import from_arrays
 from napari_cosine_embed.core.training.sizing import CROP_DIAMETERS, fit_to_crop
@@ -143,7 +145,7 @@ def test_a_tuned_model_sees_objects_at_the_size_it_learned_not_at_its_ranges_edg
 
 
 def test_a_tuned_model_first_measures_the_movie_shrunk_as_it_was_tuned(model, monkeypatch):
-    from napari_cosine_embed.core import diameter as size
+    from napari_cosine_embed.core import size_plan as size
 
     tuned = _tuned_copy(model)
     seen = []
@@ -175,7 +177,7 @@ def test_a_tuned_model_takes_its_curated_diameter_where_the_estimate_agrees(
     """The estimate from a few large cells is noisy (0.8-1.3 x on MSC): where it agrees with
     the annotated size the model was tuned on (within 1.5 x), the annotated size is used;
     a movie at another magnification keeps its estimate."""
-    from napari_cosine_embed.core import diameter as size
+    from napari_cosine_embed.core import size_plan as size
 
     tuned = _tuned_copy(model)  # tuned on cells of 124 px
 
@@ -269,7 +271,8 @@ def test_fine_tuning_data_with_objects_too_large_for_the_crop_is_shrunk():
 def test_no_estimate_when_the_model_calls_most_of_the_frame_foreground():
     """Dark objects on a bright background: a model that reads the background as foreground
     gives pieces that are not objects; no estimate is better than a wrong one."""
-    from napari_cosine_embed.core.diameter import SizePlan, estimate_from_embeddings
+    from napari_cosine_embed.core.diameter import estimate_from_embeddings
+    from napari_cosine_embed.core.size_plan import SizePlan
 
     emb = np.zeros((4, 64, 64), np.float32)
     emb[0] = 1
@@ -323,8 +326,9 @@ def test_a_run_repeated_from_its_settings_rescales_to_the_same_shape(monkeypatch
     """The diameter settings.json keeps (2 decimals) leads to the frame shape the first run
     embedded at: a diameter whose rounding moved the scale once gave the pipeline a store one
     pixel off ("the embedding store is for 48 frames of (608, 934)")."""
-    from napari_cosine_embed.core import diameter as size
-    from napari_cosine_embed.core.diameter import DiameterEstimate, scaled_shape
+    from napari_cosine_embed.core import size_plan as size
+    from napari_cosine_embed.core.diameter import DiameterEstimate
+    from napari_cosine_embed.core.resample import scaled_shape
 
     movie = np.zeros((2, 782, 1200), np.float32)
     model = _SizedModel()
@@ -345,3 +349,14 @@ def test_a_run_repeated_from_its_settings_rescales_to_the_same_shape(monkeypatch
         assert again.scale == first.scale, d
         assert scaled_shape(movie.shape, again.scale) == scaled_shape(movie.shape, first.scale)
         assert again.diameter == config.diameter == round(config.diameter, 2)
+
+
+def test_names_moved_out_of_this_module_still_import_from_it():
+    from napari_cosine_embed.core import diameter, normalise, resample, size_plan
+
+    for module, names in diameter._MOVED.items():
+        home = {"size_plan": size_plan, "resample": resample, "normalise": normalise}[module]
+        for name in names:
+            assert getattr(diameter, name) is getattr(home, name)
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        diameter.nothing  # noqa: B018

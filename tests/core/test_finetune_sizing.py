@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from napari_cosine_embed.core.checkpoint import EmbeddingModel
-from napari_cosine_embed.core.diameter import model_diameter_range
 from napari_cosine_embed.core.models import ModelConfig
+from napari_cosine_embed.core.size_plan import model_diameter_range
 from napari_cosine_embed.core.synthetic import synthetic_timelapse
 from napari_cosine_embed.core.training import TrainConfig, Trainer, from_arrays
 

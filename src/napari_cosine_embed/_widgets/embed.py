@@ -436,7 +436,7 @@ def _sized_embedding(
     model: Any, movie: Any, frames: list[int], options: dict
 ) -> Generator[Any, None, None]:
     """Worker: the size plan's description (a str) first, then each frame's embedding."""
-    from ..core.diameter import iter_embed_at_size, plan_size
+    from ..core.size_plan import iter_embed_at_size, plan_size
 
     stack = movie[None] if movie.ndim == 2 else movie
     plan = plan_size(model, stack, "auto")

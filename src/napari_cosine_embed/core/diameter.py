@@ -1,10 +1,7 @@
-"""Object size: estimate a movie's typical object diameter, and plan inference around it.
+"""Object size: estimate a movie's typical object diameter, and the parameters that follow it.
 
-A model segments well over the range of object sizes it was trained on
-(:func:`model_diameter_range`: the bundled model is good from about 12 to 150 px across; a
-fine-tuned model records the size of the objects it was tuned on). Objects outside that range
-are brought into it by rescaling each frame before embedding; the labels are rescaled back to
-the input's shape afterwards (:class:`SizePlan`).
+How inference is planned around the diameter (the sizes a model knows, the scale each frame
+is brought to) is :mod:`.size_plan`; the names that moved there are still importable from here.
 
 The estimate comes from the model's own outputs, with no size parameter of its own: pixels
 that are confident foreground and whose embedding agrees with that of their neighbours one and
@@ -21,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,42 +27,22 @@ from .errors import InputError
 from .lengths import physical_length, to_pixels
 
 __all__ = [
-    "DEFAULT_DIAMETER_RANGE",
+    "DIAMETER_LIMITS",
     "REFERENCE_DIAMETER",
     "DiameterEstimate",
-    "InvertedMovie",
-    "RescaledMovie",
-    "SizePlan",
     "equivalent_diameters",
     "estimate_diameter",
     "estimate_from_embeddings",
-    "iter_embed_at_size",
-    "knows_sizes",
-    "model_diameter_range",
     "parse_diameter",
-    "plan_size",
-    "rescale_labels",
     "size_parameters",
-    "tuned_diameter",
 ]
 
 #: The object diameter (pixels) at which the size parameters take their long-standing values
 #: (min_cluster_size 150, min_size 30, object_size 32, max_gap_distance 20).
 REFERENCE_DIAMETER = 48.0
 
-#: Object diameters (pixels) the bundled model segments without rescaling: measured on the
-#: development data: DSB nuclei of 12-50 px, SIM+ about 50, GOWT1 about 63, and MSC whole cells
-#: of about 130 px, which it segments better at their own size than shrunk.
-DEFAULT_DIAMETER_RANGE = (12.0, 150.0)
-
 #: Diameters accepted from users (pixels).
 DIAMETER_LIMITS = (2.0, 2000.0)
-
-#: A model fine-tuned on shrunk frames segments a movie at the median diameter of the objects
-#: it was tuned on when the estimate lies within this factor of it: on Fluo-C2DL-MSC the
-#: estimate from 3-10 frames of 3-4 cells each ranged over 0.8-1.3 times the annotated median
-#: with the same movie, and a 2x change of magnification falls outside.
-CURATED_AGREEMENT = 1.5
 
 #: At most this many frames (evenly spaced) and this many pixels a side feed an estimate.
 ESTIMATE_FRAMES = 3
@@ -237,65 +214,6 @@ def estimate_from_embeddings(
     return DiameterEstimate(robust_median(values), int(values.size), frames, coverage, reason)
 
 
-def model_diameter_range(model: Any) -> tuple[float, float]:
-    """The object diameters (pixels) a model segments without rescaling.
-
-    A fine-tuned model records the range around the objects it was tuned on
-    (``record["diameter_range"]``); other models get :data:`DEFAULT_DIAMETER_RANGE`.
-    """
-    record = getattr(model, "record", None) or {}
-    given = record.get("diameter_range")
-    if given is not None:
-        try:
-            lo, hi = (float(v) for v in given)
-        except (TypeError, ValueError):
-            lo = hi = float("nan")
-        if math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi:
-            return lo, hi
-    return DEFAULT_DIAMETER_RANGE
-
-
-def knows_sizes(model: Any) -> bool:
-    """Whether a model records the object sizes it was tuned for (then inference should
-    bring movies to them)."""
-    return model_diameter_range(model) != DEFAULT_DIAMETER_RANGE
-
-
-def tuned_diameter(model: Any) -> float | None:
-    """The diameter (pixels) objects had when a model was fine-tuned on them, or None.
-
-    Only a model tuned on rescaled objects records one (:func:`knows_sizes`): the centre
-    (geometric mean) of its recorded range.
-    """
-    if not knows_sizes(model):
-        return None
-    lo, hi = model_diameter_range(model)
-    return math.sqrt(lo * hi)
-
-
-def _curated_diameter(model: Any) -> float | None:
-    """The median diameter (pixels) of the curated objects a model was tuned on, when it
-    was tuned on shrunk frames (:func:`knows_sizes`), else None."""
-    sizing = (getattr(model, "record", None) or {}).get("object_size")
-    if not knows_sizes(model) or not isinstance(sizing, dict):
-        return None
-    try:
-        value = float(sizing.get("curated_diameter"))
-    except (TypeError, ValueError):
-        return None
-    return (
-        value
-        if math.isfinite(value) and DIAMETER_LIMITS[0] <= value <= DIAMETER_LIMITS[1]
-        else None
-    )
-
-
-def _tuned_scale(model: Any) -> float:
-    """The scale a fine-tuned model's curated frames were shrunk by (1 when none was)."""
-    tuned, curated = tuned_diameter(model), _curated_diameter(model)
-    return 1.0 if tuned is None or curated is None else tuned / curated
-
-
 def size_parameters(diameter: float) -> dict[str, float | int]:
     """Grouping and tracking size parameters for objects ``diameter`` pixels across.
 
@@ -311,270 +229,31 @@ def size_parameters(diameter: float) -> dict[str, float | int]:
     }
 
 
-@dataclass(frozen=True)
-class SizePlan:
-    """How a movie meets the model: the diameter, the scale applied to each frame, and why.
-
-    ``scale`` multiplies frame sizes before embedding (1 leaves them alone); ``diameter`` is
-    in the input's pixels, ``model_diameter`` the size objects reach the model at.
-    """
-
-    diameter: float | None
-    scale: float
-    source: str  # "auto", "given" or "off"
-    estimate: DiameterEstimate | None = None
-    curated: bool = False  # "auto" took the diameter of the objects the model was tuned on
-
-    @property
-    def model_diameter(self) -> float | None:
-        return None if self.diameter is None else self.diameter * self.scale
-
-    def describe(self) -> str:
-        if self.diameter is None:
-            if self.source == "auto":
-                why = (self.estimate.reason if self.estimate else "") or "no object found"
-                return f"object diameter: not estimated ({why}); frames not rescaled"
-            return "object diameter: not set; frames not rescaled"
-        if self.curated:
-            measured = self.estimate.diameter if self.estimate else None
-            how = "as curated for the model's fine-tuning" + (
-                f"; estimated {measured:.1f} px" if measured else ""
-            )
-        else:
-            how = "estimated" if self.source == "auto" else "given"
-        text = f"object diameter {self.diameter:.1f} px ({how})"
-        if self.scale != 1:
-            text += f"; frames rescaled x{self.scale:.3g} to {self.model_diameter:.0f} px objects"
-        return text
+#: Names that moved to :mod:`.size_plan`, :mod:`.resample` and :mod:`.normalise`, still
+#: importable from here (older scripts and notebooks import them from this module).
+_MOVED = {
+    "size_plan": (
+        "CURATED_AGREEMENT",
+        "DEFAULT_DIAMETER_RANGE",
+        "SizePlan",
+        "iter_embed_at_size",
+        "knows_sizes",
+        "model_diameter_range",
+        "model_space",
+        "model_view",
+        "plan_size",
+        "resolve_size",
+        "tuned_diameter",
+    ),
+    "resample": ("RescaledMovie", "rescale_labels", "scaled_shape", "upsample_outputs"),
+    "normalise": ("InvertedMovie",),
+}
 
 
-def plan_size(model: Any, movie: Any, diameter: float | str | None) -> SizePlan:
-    """Resolve a diameter setting (None, ``"auto"`` or pixels) into a :class:`SizePlan`."""
-    diameter = parse_diameter(diameter)
-    if diameter is None:
-        return SizePlan(None, 1.0, "off")
-    # The plan holds the diameter as settings.json keeps it (2 decimals), so a run repeated
-    # from its settings rescales its frames to exactly the same shape.
-    if diameter != "auto":
-        value = round(float(diameter), 2)
-        return SizePlan(value, _scale_for(model, movie, value), "given")
-    stack = movie[None] if movie.ndim == 2 else movie
-    # A model sees objects far from its sizes poorly, so the first look is where it knows
-    # them: a model tuned on shrunk frames looks at the movie shrunk as they were (most often
-    # it is the movie it was tuned on), any other at the movie's own size.
-    measured_at = _tuned_scale(model)
-    estimate = _estimate_at(model, stack, measured_at)
-    if estimate.diameter is None:
-        return SizePlan(None, 1.0, "auto", estimate)
-    curated = _curated_diameter(model)
-    if curated is not None and curated / CURATED_AGREEMENT <= estimate.diameter <= (
-        curated * CURATED_AGREEMENT
-    ):
-        # The movie's objects look like those the model was tuned on: their annotated size
-        # is a measurement, the estimate from a few frames of a few large cells a noisy one.
-        value = round(curated, 2)
-        return SizePlan(value, _scale_for(model, movie, value), "auto", estimate, curated=True)
-    scale = _scale_for(model, movie, estimate.diameter)
-    if scale != measured_at:
-        # the objects reach the model at another size than they were measured at: measure
-        # again where it will see them
-        again = _estimate_at(model, stack, scale, frames=estimate.frames)
-        if again.diameter is not None:
-            estimate = again
-    value = round(estimate.diameter, 2)
-    return SizePlan(value, _scale_for(model, movie, value), "auto", estimate)
+def __getattr__(name: str) -> Any:
+    for module, names in _MOVED.items():
+        if name in names:
+            from importlib import import_module
 
-
-def _estimate_at(
-    model: Any, stack: Any, scale: float, *, frames: Sequence[int] | None = None
-) -> DiameterEstimate:
-    """:func:`estimate_diameter` on ``stack`` rescaled by ``scale``, in ``stack``'s pixels."""
-    if scale == 1:
-        return estimate_diameter(model, stack, frames=frames)
-    estimate = estimate_diameter(model, RescaledMovie(stack, scale), frames=frames)
-    if estimate.diameter is None:
-        return estimate
-    return replace(estimate, diameter=estimate.diameter / scale)
-
-
-def _scale_for(model: Any, movie: Any, diameter: float) -> float:
-    """The frame scale that brings objects ``diameter`` px across to the model's sizes.
-
-    Into the range of the bundled model (objects inside it are left alone); to the very size
-    a fine-tuned model learned (:func:`tuned_diameter`), where a model tuned on a few frames
-    segments best: at the edge of its range it saw objects 15 % off theirs, and lost 0.01-0.02
-    SEG on the movie it was tuned on (docs/benchmarks.md).
-    """
-    from .embed import MIN_FRAME_SIZE
-
-    target = tuned_diameter(model)
-    if target is None:
-        lo, hi = model_diameter_range(model)
-        target = min(max(diameter, lo), hi)
-    scale = target / diameter
-    # never shrink a frame below what the network can embed
-    scale = max(scale, MIN_FRAME_SIZE / min(movie.shape[-2:]))
-    return 1.0 if abs(scale - 1) < 1e-3 else round(scale, 4)
-
-
-def scaled_shape(shape: Sequence[int], scale: float) -> tuple[int, int]:
-    return tuple(max(1, round(s * scale)) for s in shape[-2:])  # type: ignore[return-value]
-
-
-class InvertedMovie:
-    """A (T, Y, X) movie with each frame negated (float32, lazily): dark objects become bright.
-
-    Per-frame percentile normalisation makes negation the same as ``max - frame``.
-    """
-
-    def __init__(self, movie: Any) -> None:
-        self._movie = movie
-        self.shape = tuple(movie.shape)
-        self.ndim = len(self.shape)
-        self.dtype = np.dtype(np.float32)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, t: int) -> np.ndarray:
-        return -np.asarray(self._movie[t], np.float32)
-
-
-class RescaledMovie:
-    """A (T, Y, X) movie seen rescaled by ``scale``, one frame at a time (float32, lazily)."""
-
-    def __init__(self, movie: Any, scale: float) -> None:
-        self._movie = movie
-        self.scale = float(scale)
-        self.shape = (movie.shape[0], *scaled_shape(movie.shape, scale))
-        self.ndim = 3
-        self.dtype = np.dtype(np.float32)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, t: int) -> np.ndarray:
-        from skimage.transform import resize
-
-        frame = np.asarray(self._movie[t], np.float32)
-        out = resize(
-            frame, self.shape[1:], order=1, anti_aliasing=self.scale < 1, preserve_range=True
-        )
-        return out.astype(np.float32, copy=False)
-
-
-def rescale_labels(labels: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """A label image brought to ``shape`` (nearest neighbour: no new label values)."""
-    labels = np.asarray(labels)
-    shape = tuple(int(s) for s in shape[-2:])
-    if labels.shape == shape:
-        return labels
-    ys = np.minimum(
-        ((np.arange(shape[0]) + 0.5) * labels.shape[0] / shape[0]).astype(np.intp),
-        labels.shape[0] - 1,
-    )
-    xs = np.minimum(
-        ((np.arange(shape[1]) + 0.5) * labels.shape[1] / shape[1]).astype(np.intp),
-        labels.shape[1] - 1,
-    )
-    return labels[np.ix_(ys, xs)]
-
-
-#: The fields :func:`size_parameters` derives; lengths scale with the frame, areas with its square.
-_LENGTHS = ("object_size", "max_gap_distance")
-_AREAS = ("min_cluster_size", "min_size")
-
-
-def resolve_size(config: Any, model: Any, movie: Any) -> tuple[Any, SizePlan]:
-    """A pipeline config with its diameter resolved, and the :class:`SizePlan` it leads to.
-
-    ``config.diameter`` ``"auto"`` is estimated (:func:`estimate_diameter`); size parameters
-    left at their defaults then follow the diameter (:func:`size_parameters`), those the user
-    set are kept. All are in the input's pixels; the returned config holds the diameter as a
-    number, so a run from its ``settings.json`` repeats the same plan without estimating.
-    """
-    from dataclasses import fields, replace
-
-    plan = plan_size(model, movie, config.diameter)
-    if plan.diameter is None:
-        return replace(config, diameter=None), plan
-    defaults = {f.name: f.default for f in fields(config)}
-    derived = size_parameters(plan.diameter)
-    updates = {k: v for k, v in derived.items() if getattr(config, k) == defaults[k]}
-    return replace(config, diameter=round(plan.diameter, 2), **updates), plan
-
-
-def model_space(config: Any, scale: float) -> Any:
-    """``config`` with its size parameters in the pixels of frames rescaled by ``scale``."""
-    from dataclasses import replace
-
-    if scale == 1:
-        return config
-    updates: dict[str, Any] = {k: round(getattr(config, k) * scale, 2) for k in _LENGTHS}
-    updates["object_size"] = max(1.0, updates["object_size"])
-    for k in _AREAS:
-        updates[k] = max(2 if k == "min_cluster_size" else 0, round(getattr(config, k) * scale**2))
-    return replace(config, **updates)
-
-
-def model_view(movie: Any, plan: SizePlan) -> Any:
-    """The movie as the model sees it: rescaled lazily when the plan says so."""
-    if plan.scale == 1:
-        return movie
-    stack = movie[None] if movie.ndim == 2 else movie
-    return RescaledMovie(stack, plan.scale)
-
-
-def upsample_outputs(
-    embedding: np.ndarray, foreground: np.ndarray | None, shape: Sequence[int]
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Embeddings (D, y, x) and foreground (y, x) of a rescaled frame, brought to ``shape``.
-
-    Bilinear, then each embedding is made unit length again: what a viewer shows and groups
-    at the image's own pixels (the pipeline groups at the model's scale instead, which is
-    cheaper for large objects).
-    """
-    import torch
-    import torch.nn.functional as F
-
-    shape = tuple(int(s) for s in shape[-2:])
-    if embedding.shape[1:] == shape:
-        return embedding, foreground
-    emb = torch.from_numpy(np.ascontiguousarray(embedding, np.float32))[None]
-    emb = F.interpolate(emb, size=shape, mode="bilinear", align_corners=False)[0]
-    emb = emb / emb.norm(dim=0, keepdim=True).clamp_min(1e-6)
-    fg = None
-    if foreground is not None:
-        f = torch.from_numpy(np.ascontiguousarray(foreground, np.float32))[None, None]
-        fg = F.interpolate(f, size=shape, mode="bilinear", align_corners=False)[0, 0].numpy()
-    return emb.numpy(), fg
-
-
-def iter_embed_at_size(
-    model: Any,
-    movie: Any,
-    frames: Sequence[int],
-    *,
-    plan: SizePlan | None = None,
-    **options: Any,
-):
-    """:func:`~.embed.iter_embed` at the size the model knows, outputs at the movie's pixels.
-
-    Without a ``plan`` the object diameter is estimated first (:func:`plan_size`, ``"auto"``,
-    as ``segment`` does); frames are then rescaled as the plan says, embedded, and their
-    outputs brought back to the movie's shape (:func:`upsample_outputs`). A generator of
-    :class:`~.embed.FrameEmbedding`; its first item comes after the estimate (a few frames'
-    worth of embedding). A plan that leaves the frames alone embeds them as they are.
-    """
-    from .embed import iter_embed
-
-    stack = movie[None] if movie.ndim == 2 else movie
-    if plan is None:
-        plan = plan_size(model, stack, "auto")
-    if plan.scale == 1:
-        yield from iter_embed(model, stack, frames=frames, **options)
-        return
-    shape = tuple(stack.shape[-2:])
-    for result in iter_embed(model, model_view(stack, plan), frames=frames, **options):
-        emb, fg = upsample_outputs(result.embedding, result.foreground, shape)
-        yield replace(result, embedding=emb, foreground=fg)
+            return getattr(import_module(f".{module}", __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

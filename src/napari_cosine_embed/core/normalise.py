@@ -61,3 +61,22 @@ class Normalisation:
         if method != "percentile":
             raise ValueError(f"unknown normalisation method {method!r}")
         return cls(**values)
+
+
+class InvertedMovie:
+    """A (T, Y, X) movie with each frame negated (float32, lazily): dark objects become bright.
+
+    Per-frame percentile normalisation makes negation the same as ``max - frame``.
+    """
+
+    def __init__(self, movie: Any) -> None:
+        self._movie = movie
+        self.shape = tuple(movie.shape)
+        self.ndim = len(self.shape)
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        return -np.asarray(self._movie[t], np.float32)

@@ -22,18 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .diameter import (
-    InvertedMovie,
-    SizePlan,
-    model_space,
-    model_view,
-    parse_diameter,
-    rescale_labels,
-    resolve_size,
-)
+from .diameter import parse_diameter
 from .embedding_store import frame_hash
 from .errors import InputError, OutputExistsError
 from .limits import PIPELINE, check_choice, check_fields, check_flag, check_text
+from .normalise import InvertedMovie
+from .resample import rescale_labels
+from .size_plan import SizePlan, model_space, model_view, resolve_size
 
 if TYPE_CHECKING:
     from .threads import ThreadGovernor
@@ -81,7 +76,7 @@ class PipelineConfig:
     invert : bool
         The objects are darker than the background (brightfield, stained tissue): each frame
         is negated before embedding, so that the model, trained on bright objects, sees bright
-        objects (see :class:`~.diameter.InvertedMovie`).
+        objects (see :class:`~.normalise.InvertedMovie`).
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``...
     tile_size, tile_overlap : int
@@ -314,8 +309,8 @@ def model_input(movie: Any, config: PipelineConfig, model: Any) -> tuple[Any, Si
     """A (T, Y, X) movie as the model will see it, and the config that goes with it.
 
     Inverted when ``config.invert``; the diameter resolved (estimated when ``"auto"``) and
-    the frames rescaled lazily into the sizes the model knows (:func:`~.diameter.resolve_size`).
-    Returns the resolved config, the :class:`~.diameter.SizePlan` and the lazy view; an
+    the frames rescaled lazily into the sizes the model knows (:func:`~.size_plan.resolve_size`).
+    Returns the resolved config, the :class:`~.size_plan.SizePlan` and the lazy view; an
     embedding store for the run must have the view's frame shape.
     """
     view = InvertedMovie(movie) if config.invert else movie

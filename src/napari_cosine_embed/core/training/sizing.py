@@ -5,7 +5,7 @@ where one object ends and the next begins: 192 px crops of cells 130 px across s
 cells, and fine-tuning on them made whole-cell segmentation worse (docs/models.md). So the
 curated frames are rescaled, before training, until their median object diameter is at most
 ``crop / CROP_DIAMETERS``; the tuned model records the object size it learned
-(``record["diameter_range"]``), and inference (:mod:`..diameter`) brings movies to that size.
+(``record["diameter_range"]``), and inference (:mod:`..size_plan`) brings movies to that size.
 """
 
 from __future__ import annotations

@@ -414,7 +414,8 @@ def finetune(
 ) -> Generator[dict[str, Any], None, EmbeddingModel]:
     """Fine-tune ``base`` (left unchanged) on ``data``; the record names the base model.
 
-    The defaults (:data:`FINETUNE_DEFAULTS`: 200 steps, lr 2e-4) suit a few curated frames.
+    The defaults (:data:`FINETUNE_DEFAULTS`: 200 steps, lr 1e-3, every layer learning) suit a
+    few curated frames.
     After the last step the returned model's foreground threshold is calibrated
     (:meth:`Trainer.iter_calibrate`); that part yields nothing.
     """
