@@ -246,6 +246,7 @@ def shoot(out: Path, size: tuple[int, int]) -> None:
         for t in (FRAME, FRAME + 10):  # one to train on, one held out for validation
             session.set_curated(truth.name, t)
         only_visible(viewer, "synthetic nuclei", truth.name)
+        viewer.reset_view()  # the Lineage step zoomed to a division; the whole movie again
         viewer.layers.selection.active = truth
         finetune = show_tab(viewer, "Fine-tune")
         finetune._image.value = image

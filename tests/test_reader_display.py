@@ -32,3 +32,23 @@ def test_a_flat_or_nan_movie_still_gets_a_usable_range(tmp_path):
     lo, hi = read_layers(tmp_path / "nan.tif")[0][1]["contrast_limits"]
     assert np.isfinite([lo, hi]).all()
     assert hi > lo
+
+
+def test_a_movie_s_layers_name_their_axes_so_the_slider_reads_t(tmp_path, make_napari_viewer):
+    from napari_cosine_embed._sample_data import synthetic_timelapse_sample
+    from napari_cosine_embed.core.io.ctc import write_ctc_result
+
+    movie = np.zeros((5, 32, 32), np.uint16)
+    movie[:, 8:16, 8:16] = 1
+    tifffile.imwrite(tmp_path / "movie.tif", movie * 100)
+    write_ctc_result(tmp_path / "res", movie, np.array([[1, 0, 4, 0]]))
+    tifffile.imwrite(tmp_path / "image.tif", movie[0] * 100)
+    layers = read_layers(tmp_path / "movie.tif") + read_layers(tmp_path / "res")
+    assert [kind for *_, kind in layers] == ["image", "labels", "tracks"]
+    for _, kwargs, _ in layers:
+        assert kwargs["axis_labels"] == ("t", "y", "x")
+    assert read_layers(tmp_path / "image.tif")[0][1]["axis_labels"] == ("y", "x")
+    viewer = make_napari_viewer()
+    for data, kwargs, kind in synthetic_timelapse_sample() + layers:
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    assert viewer.dims.axis_labels == ("t", "y", "x")

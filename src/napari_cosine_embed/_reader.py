@@ -71,6 +71,12 @@ def _contrast_limits(image: Any, frames: int = 3) -> list[float]:
     return [lo, hi if hi > lo else lo + 1.0]
 
 
+def axis_labels(ndim: int) -> tuple[str, ...]:
+    """Names for the axes of a grayscale image (y, x) or movie (t, y, x): the frame slider
+    then reads "t" instead of napari's "-3"."""
+    return ("t", "y", "x")[-ndim:] if ndim in (2, 3) else tuple(str(i - ndim) for i in range(ndim))
+
+
 def result_to_layers(result: ReadResult, path: PathLike) -> list[LayerData]:
     """Layer data tuples (image, then optional labels and tracks) for one read result.
 
@@ -83,6 +89,7 @@ def result_to_layers(result: ReadResult, path: PathLike) -> list[LayerData]:
         image_kwargs: dict[str, Any] = {"name": result.name, "metadata": meta}
         if getattr(result.image, "ndim", 0) in (2, 3):  # grayscale; RGB keeps napari's range
             image_kwargs["contrast_limits"] = _contrast_limits(result.image)
+            image_kwargs["axis_labels"] = axis_labels(result.image.ndim)
         layers.append((result.image, image_kwargs, "image"))
     truth = result.source_kind in ("ctc", "ctc-gt")
     labels_name = f"{result.name} GT" if truth else result.name
@@ -90,14 +97,21 @@ def result_to_layers(result: ReadResult, path: PathLike) -> list[LayerData]:
         labels_name = f"{result.name} tracked"
     if result.labels is not None:
         labels_meta = {**meta, "notes": list(result.notes or [])}
-        layers.append((result.labels, {"name": labels_name, "metadata": labels_meta}, "labels"))
+        labels_kwargs = {"name": labels_name, "metadata": labels_meta}
+        labels_kwargs["axis_labels"] = axis_labels(result.labels.ndim)
+        layers.append((result.labels, labels_kwargs, "labels"))
     if result.labels is not None and result.lineage is not None:
         # lineage.tracks_from_labels reads lazy labels frame by frame, so this stays bounded
         data, graph = tracks_from_labels(result.labels, result.lineage)
         layers.append(
             (
                 data,
-                {"name": f"{labels_name} tracks", "graph": graph, "tail_length": 10},
+                {
+                    "name": f"{labels_name} tracks",
+                    "graph": graph,
+                    "tail_length": 10,
+                    "axis_labels": axis_labels(data.shape[1] - 1),
+                },
                 "tracks",
             )
         )

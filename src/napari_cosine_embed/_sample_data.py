@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from ._reader import axis_labels
 from .core.io.lineage import tracks_from_labels
 from .core.synthetic import SyntheticConfig, synthetic_timelapse
 
@@ -23,12 +24,22 @@ def synthetic_timelapse_sample() -> list[LayerData]:
     movie = synthetic_timelapse(SAMPLE_CONFIG)
     tracks, graph = tracks_from_labels(movie.labels, movie.lineage)
     meta = {"synthetic_config": asdict(SAMPLE_CONFIG)}
+    axes = axis_labels(3)
     return [
-        (movie.image, {"name": "synthetic nuclei", "metadata": meta}, "image"),
-        (movie.labels, {"name": "synthetic nuclei GT", "opacity": 0.4}, "labels"),
+        (movie.image, {"name": "synthetic nuclei", "metadata": meta, "axis_labels": axes}, "image"),
+        (
+            movie.labels,
+            {"name": "synthetic nuclei GT", "opacity": 0.4, "axis_labels": axes},
+            "labels",
+        ),
         (
             tracks,
-            {"name": "synthetic nuclei GT tracks", "graph": graph, "tail_length": 10},
+            {
+                "name": "synthetic nuclei GT tracks",
+                "graph": graph,
+                "tail_length": 10,
+                "axis_labels": axes,
+            },
             "tracks",
         ),
     ]

@@ -450,3 +450,29 @@ def test_stack_loss_last_looks_at_the_last_stack_only(movies):
     assert model.network.hourglasses[0].down[0][0].weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="stack_loss"):
         replace(QUICK, stack_loss="middle")
+
+
+def test_a_fine_tune_keeps_its_last_step_and_training_its_best(two_images):
+    data = from_arrays(*two_images)
+    config = replace(QUICK, steps=4, val_every=1)
+    for keep, expected in (("best", None), ("last", 4)):
+        trainer = Trainer(_tiny(), data, replace(config, keep=keep), val_data=data)
+        scores = [info["val"]["score"] for info in trainer.run()]
+        kept = trainer.result_model
+        if keep == "best":
+            assert kept.record["steps"] == trainer.best["step"]
+            assert kept.record["scores"]["score"] == max(scores)
+        else:
+            assert kept.record["steps"] == expected
+            assert _same_weights(kept, trainer.model)
+            assert kept.record["scores"]["score"] == scores[-1]
+    from napari_cosine_embed.core.training import FINETUNE_DEFAULTS
+
+    assert FINETUNE_DEFAULTS.keep == "last"
+    assert TrainConfig().keep == "best"
+    with pytest.raises(InputError, match="keep"):
+        TrainConfig(keep="first")
+    # a training-state file written before the field existed still reads
+    values = TrainConfig().to_dict()
+    del values["keep"]
+    assert TrainConfig.from_dict(values).keep == "best"

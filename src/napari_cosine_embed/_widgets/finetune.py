@@ -3,7 +3,7 @@
 The training data are built on the main thread from the image layer and the corrected labels
 layer (copies of the curated frames only, so later edits cannot race with the worker); the
 training loop (:class:`~..core.training.Trainer`, as :func:`~..core.training.finetune` runs
-it) then runs in a worker. Cancel stops after the current step and keeps the best model so
+it) then runs in a worker. Cancel stops after the current step and keeps the model so
 far. Each run is saved as a new file (``finetuned-001.pt``, ``-002``, ...; never
 overwritten); a button then offers to make it the session's model, which drops the
 embeddings made with the old one.
@@ -322,7 +322,7 @@ class FinetuneWidget(Container):
     def _train(self, base, data, config, val_data) -> Generator[tuple[int, int, dict], None, Any]:
         """Worker: the fine-tuning loop of :func:`~..core.training.finetune`.
 
-        The :class:`Trainer` is kept so that a cancelled run still yields its best model.
+        The :class:`Trainer` is kept so that a cancelled run still yields its model.
         """
         from ..core.threads import ThreadGovernor
         from ..core.training import Trainer
@@ -333,7 +333,7 @@ class FinetuneWidget(Container):
         )
         for info in self._trainer.run():
             yield info["step"], info["steps"], info
-        model = yield from self._calibrate(self._trainer.best_model)
+        model = yield from self._calibrate(self._trainer.result_model)
         if self._held is not None:
             model = yield from self._check(model)
         return model
@@ -399,7 +399,7 @@ class FinetuneWidget(Container):
     def _stopped(self) -> None:
         """After a cancel or an error: keep what can be kept.
 
-        A cancel during the steps keeps the best model of the steps done (if any was done) and
+        A cancel during the steps keeps the model of the steps done (if any was done) and
         still calibrates its threshold, as its own job that a second cancel skips: a fine-tuned
         model grouped at the default threshold merges neighbouring nuclei. A cancel or an
         error during the calibration saves the model without a threshold. An error during the
@@ -409,10 +409,10 @@ class FinetuneWidget(Container):
         if self._returned or trainer is None or trainer.step == 0:
             self._trainer = None
         elif self._calibrating:
-            self._save(trainer.best_model)
+            self._save(trainer.result_model)
             self._trainer = None
         elif self._aborted:
-            model = trainer.best_model
+            model = trainer.result_model
             if not self._run_job(self._calibrate(model), calibrating=True):
                 self._save(model)
                 self._trainer = None

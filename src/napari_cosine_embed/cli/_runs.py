@@ -195,7 +195,7 @@ def run_trainer(
         for sig, handler in previous.items():
             if signal.getsignal(sig) is request_stop:
                 signal.signal(sig, handler)
-    model = trainer.best_model
+    model = trainer.result_model
     if stop:
         print(f"stopped at step {trainer.step} of {trainer.config.steps}", flush=True)
     if skipped:

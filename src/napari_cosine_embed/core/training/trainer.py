@@ -171,6 +171,7 @@ class Trainer:
         self.step, self.elapsed, self.stopped_early = 0, 0.0, False
         self.base = _base_summary(model) if base_model else None
         self._best: dict[str, Any] | None = None
+        self._last_scores: dict[str, float] | None = None
         self._resumed = None if resume_from is None else os.fspath(resume_from)
         if state is not None:
             self.optimiser.load_state_dict(state["optimiser"])
@@ -251,10 +252,19 @@ class Trainer:
             self._best["state_dict"], scores=self._best["scores"], steps=self._best["step"]
         )
 
+    @property
+    def result_model(self) -> EmbeddingModel:
+        """The weights the run hands back (``config.keep``): :attr:`best_model`, or the last
+        step's weights with their latest validation scores."""
+        if self.config.keep == "best":
+            return self.best_model
+        return self._snapshot(None, scores=self._last_scores)
+
     def validate(self) -> dict[str, float]:
         """Score the current weights on ``val_data`` and keep them if they are the best."""
         scores = evaluate(self.model, self.val_data, neighbour_radius=self.config.neighbour_radius)
         score = scores["score"] if math.isfinite(scores["score"]) else -math.inf
+        self._last_scores = scores
         if self._best is None or score > self._best["score"]:
             weights = self.model.network.state_dict()
             self._best = {
@@ -320,7 +330,7 @@ class Trainer:
         Returns
         -------
         EmbeddingModel
-            :attr:`best_model` (via ``StopIteration.value``, or ``yield from``).
+            :attr:`result_model` (via ``StopIteration.value``, or ``yield from``).
         """
         c = self.config
         self.stopped_early = True
@@ -371,7 +381,7 @@ class Trainer:
             # an exception inside a step, when the weights may be half updated: not saved then.
             if self.state_path is not None and not in_step:
                 self.save_state(self.state_path)
-        return self.best_model
+        return self.result_model
 
 
 def _read_state(path: str | os.PathLike) -> dict[str, Any]:
