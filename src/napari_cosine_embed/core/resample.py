@@ -6,9 +6,10 @@ bilinearly (:func:`upsample_outputs`), and labels come back without staircase ou
 
 A movie segmented at another scale (a model that wants its objects smaller or larger, see
 :mod:`.size_plan`) has its labels brought back to the input's pixels here. Enlarging by nearest
-neighbour would make every outline a staircase of steps as wide as the scale factor: at x1.6
-a cell's outline strays by up to 0.8 px on each side, which costs a large, flat cell about a
-hundredth of its IoU and a small nucleus several. So, when enlarging, each object's indicator is
+neighbour would make every outline a staircase of steps as wide as the scale factor (at x1.6,
+up to 0.8 px off on each side). On synthetic discs enlarged x1.6-3.3 that staircase held the
+IoU with the true disc to 0.945-0.961; smooth outlines reach 0.976-0.991 (on Fluo-C2DL-MSC's
+cells, 124 px across, SEG rose by only 0.001). So, when enlarging, each object's indicator is
 smoothed slightly (:data:`SIGMA`) and interpolated linearly, and every output pixel takes the
 object (or the background) with the largest share there: outlines come out as smooth curves,
 and objects that touch still touch.
@@ -62,7 +63,8 @@ def _linear_weights(coords: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, n
 #: How much each object's indicator is smoothed (a Gaussian, in input pixels) before it is
 #: interpolated. Linear interpolation alone reproduces nearest neighbour at a factor of exactly
 #: 2 (every output centre lies a quarter pixel from an input one); 0.7 px rounds the steps away
-#: there too, while objects two pixels wide keep 95 % of their area (1 px of smoothing: 60 %).
+#: there too, while a diagonal line 1.4 px across keeps 88 % of its area (more smoothing eats
+#: thin shapes: with 1 px, such a line joined to a square kept 60 % of the area, against 95 %).
 SIGMA = 0.7
 
 #: Input pixels of margin around an object: the smoothing reaches three sigmas.
