@@ -354,9 +354,11 @@ def test_a_run_repeated_from_its_settings_rescales_to_the_same_shape(monkeypatch
 def test_names_moved_out_of_this_module_still_import_from_it():
     from napari_cosine_embed.core import diameter, normalise, resample, size_plan
 
-    for module, names in diameter._MOVED.items():
+    moved = {"size_plan": size_plan.__all__, **diameter._MOVED}
+    for module, names in moved.items():
         home = {"size_plan": size_plan, "resample": resample, "normalise": normalise}[module]
         for name in names:
             assert getattr(diameter, name) is getattr(home, name)
+    assert "plan_size" in size_plan.__all__
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         diameter.nothing  # noqa: B018

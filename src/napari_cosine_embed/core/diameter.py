@@ -229,31 +229,27 @@ def size_parameters(diameter: float) -> dict[str, float | int]:
     }
 
 
-#: Names that moved to :mod:`.size_plan`, :mod:`.resample` and :mod:`.normalise`, still
-#: importable from here (older scripts and notebooks import them from this module).
+#: Names that moved out of this module, still importable from here (older scripts and
+#: notebooks import them from it): all of :mod:`.size_plan`'s, and these of the others.
 _MOVED = {
-    "size_plan": (
-        "CURATED_AGREEMENT",
-        "DEFAULT_DIAMETER_RANGE",
-        "SizePlan",
-        "iter_embed_at_size",
-        "knows_sizes",
-        "model_diameter_range",
-        "model_space",
-        "model_view",
-        "plan_size",
-        "resolve_size",
-        "tuned_diameter",
-    ),
     "resample": ("RescaledMovie", "rescale_labels", "scaled_shape", "upsample_outputs"),
     "normalise": ("InvertedMovie",),
 }
 
 
-def __getattr__(name: str) -> Any:
-    for module, names in _MOVED.items():
-        if name in names:
-            from importlib import import_module
+def _home(name: str) -> Any:
+    """The module a moved name now lives in, or None."""
+    from importlib import import_module
 
-            return getattr(import_module(f".{module}", __package__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    size_plan = import_module(".size_plan", __package__)
+    if name in size_plan.__all__:
+        return size_plan
+    module = next((m for m, names in _MOVED.items() if name in names), None)
+    return None if module is None else import_module(f".{module}", __package__)
+
+
+def __getattr__(name: str) -> Any:
+    home = _home(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(home, name)
